@@ -1,0 +1,37 @@
+# Two entry points (see README): `make quickstart` runs the main job on embedded default data,
+# `make test` runs the test suite. Both set up their own virtual environment on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU wheel by default; on a GPU machine pass e.g. TORCH_SPEC="torch==2.13.0" with your CUDA index.
+TORCH_SPEC ?= torch==2.13.0
+OUTPUT_DIR ?= outputs/quickstart
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup quickstart test lint clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned, so no resolver pulls a multi-GB CUDA build on a CPU machine.
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+setup: $(BIN)/.installed
+
+quickstart: setup
+	$(BIN)/python trainers/train_tokenizer.py --output_dir $(OUTPUT_DIR)/motion_tokenizer --preset small --max_minutes 4
+	$(BIN)/python -m trainers.tokenizer_demo $(OUTPUT_DIR)/motion_tokenizer
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf outputs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""UniHand-Mix: dataset schema, builders and sources for JALA pretraining."""

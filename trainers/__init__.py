@@ -1,0 +1,1 @@
+"""JALA training code: Trainer subclasses, callbacks, CLI entry points, metrics and configs."""

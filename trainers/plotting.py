@@ -1,0 +1,32 @@
+"""Training-curve plots: people read a curve faster than a log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless machines and CI
+import matplotlib.pyplot as plt
+
+
+def plot_training_curves(history: Sequence[dict], keys: Sequence[str], path: str | Path) -> Path | None:
+    """One panel per logged key against the step; keys absent from the log are skipped. Returns the PNG path."""
+    keys = [key for key in keys if any(key in record for record in history)]
+    if not history or not keys:
+        return None
+    figure, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for axis, key in zip(axes[0], keys, strict=True):
+        points = [(record["step"], record[key]) for record in history if key in record]
+        axis.plot(*zip(*points, strict=True), marker=".", linewidth=1)
+        axis.set_title(key.replace("_", " "))
+        axis.set_xlabel("step")
+        axis.grid(alpha=0.3)
+        if key.endswith("loss") and all(value > 0 for _, value in points):
+            axis.set_yscale("log")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
