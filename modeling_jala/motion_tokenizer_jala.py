@@ -13,10 +13,13 @@ residual layer. Left hands are mirrored into right-hand space before encoding (c
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -32,6 +35,9 @@ from .strict_loading_jala import StrictLoadingMixin
 
 logger = logging.getLogger(__name__)
 
+#: Physical blocks of each part that share one normalization scale (see fit_normalization).
+WRIST_BLOCKS = (slice(0, 6), slice(6, 9))  # rot6d, translation
+FINGER_BLOCKS = (slice(0, 90), slice(90, 150))  # joint rot6d, joints relative to the wrist
 #: Fill value of token ids in chunks that do not exist (padding, absent hand); the usual ignore_index of CE.
 IGNORE_TOKEN_ID = -100
 HAND_NAMES = ("left", "right")
@@ -374,6 +380,26 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
     def parts(self) -> tuple[PartTokenizer, PartTokenizer]:
         return self.wrist, self.finger
 
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
+        """`PreTrainedModel.save_pretrained`, with an `auto_map` that `AutoModel` can read back.
+
+        transformers takes every class whose name contains "Tokenizer" for a text tokenizer and writes a
+        (slow, fast) pair into `auto_map`; this model is a motion tokenizer, so plain class references are written.
+        """
+        super().save_pretrained(save_directory, *args, **kwargs)
+        auto_map = getattr(self.config, "auto_map", None) or {}
+        if not any(isinstance(target, list | tuple) for target in auto_map.values()):
+            return
+        self.config.auto_map = {
+            auto_class: target[0] if isinstance(target, list | tuple) else target
+            for auto_class, target in auto_map.items()
+        }
+        config_file = Path(save_directory) / "config.json"
+        if config_file.exists():  # absent on non-main processes
+            saved = json.loads(config_file.read_text())
+            saved["auto_map"] = self.config.auto_map
+            config_file.write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
+
     # ------------------------------------------------------------------ inputs
     def _validate_and_chunk(
         self,
@@ -438,7 +464,9 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
                 f"motion has non-finite values (NaN/inf) at clip {where[0]}, hand {where[1]}, frame {where[2]}, "
                 f"dim {where[3]}; fix or drop the frame, or mark the hand absent with hand_mask."
             )
-        gathered = torch.where(valid[..., None], gathered, torch.zeros((), dtype=gathered.dtype, device=device))
+        # Absent hands may hold anything (NaN included); they become zeros so no arithmetic sees them.
+        zero = torch.zeros((), dtype=gathered.dtype, device=device)
+        gathered = torch.where(hand_mask[:, :, None, None], gathered, zero)
         mirrored = torch.tensor([h == "left" and self.config.mirror_left_hand for h in handedness], device=device)
         if mirrored.any():
             gathered = torch.where(mirrored[None, :, None, None], mirror_motion(gathered), gathered)
@@ -588,19 +616,24 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
         return self._unmirror(motion.view(batch, hands, num_chunks * chunk, D162_DIM), mirrored)
 
     @torch.no_grad()
-    def fit_normalization(self, motion_frames: Tensor, min_std: float = 1e-3) -> None:
-        """Set per-feature mean/std of both parts from right-hand-space frames (F, 162).
+    def fit_normalization(self, motion_frames: Tensor) -> None:
+        """Set feature means and block scales of both parts from right-hand-space frames (F, 162).
 
-        Normalizing puts metres of translation and unit rot6d components on one scale, which the VQ needs.
-        `min_std` keeps constant features (e.g. a bone that never moves) from exploding.
+        Normalizing puts metres of translation and unit rot6d components on one scale, which the VQ needs. The
+        scale is shared inside each physical block (wrist rot6d, wrist translation, finger rot6d, finger joints):
+        per-dimension scaling would blow nearly constant components (second-order rot6d terms of hinge joints)
+        up to unit variance and spend the codebooks on noise.
         """
         if motion_frames.dim() != 2 or motion_frames.shape[-1] != D162_DIM:
             raise ValueError(f"motion_frames must have shape (frames, {D162_DIM}), got {tuple(motion_frames.shape)}.")
         if not torch.isfinite(motion_frames).all():
             raise ValueError("motion_frames has non-finite values; filter NaN frames before fitting normalization.")
-        for part, features in zip(self.parts, split_parts(motion_frames.float()), strict=True):
+        blocks = (WRIST_BLOCKS, FINGER_BLOCKS)
+        for part, features, part_blocks in zip(self.parts, split_parts(motion_frames.float()), blocks, strict=True):
             part.feature_mean.copy_(features.mean(0))
-            part.feature_std.copy_(features.std(0).clamp_min(min_std))
+            variance = features.var(0)
+            for block in part_blocks:
+                part.feature_std[block] = variance[block].mean().sqrt().clamp_min(1e-6)
 
     def token_statistics(self, ids: Tensor) -> dict[str, float]:
         """Codebook statistics of encoded chunks `ids` (..., 128), as `encode` returns them.

@@ -16,6 +16,9 @@ class StrictLoadingMixin:
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Any:
         return_info = kwargs.pop("output_loading_info", False)
+        # Let transformers collect shape mismatches (instead of raising a message without key names), so the
+        # error below can name them; a mismatch is never accepted.
+        kwargs["ignore_mismatched_sizes"] = True
         model, info = super().from_pretrained(*args, output_loading_info=True, **kwargs)
         problems = {
             name: sorted(str(key) for key in info.get(name) or ())

@@ -25,7 +25,6 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 from transformers import HfArgumentParser, get_cosine_schedule_with_warmup
@@ -37,6 +36,7 @@ from dataset_scripts.procedural_motion import procedural_motion_dataset
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.hand_jala import D162_DIM, JOINTS_XYZ, NUM_JOINTS, mirror_motion
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
+from trainers.accelerator_setup import make_accelerator
 from trainers.metrics.hand_motion import hand_motion_metrics
 from trainers.model_card import write_tokenizer_card
 from trainers.plotting import plot_training_curves
@@ -47,7 +47,7 @@ logger = logging.getLogger("jala.train_tokenizer")
 #: chunk) and differ only in widths and codebook size, so a small model is a drop-in for the paper-sized one.
 PRESETS: dict[str, dict] = {
     "paper": {},
-    "small": {"codebook_size": 512, "code_dim": 128, "hidden_size": 256},
+    "small": {"codebook_size": 512, "code_dim": 64, "hidden_size": 128},
     "tiny": {"codebook_size": 64, "code_dim": 32, "hidden_size": 64, "num_res_blocks": 1},
 }
 
@@ -187,7 +187,7 @@ def evaluate_tokenizer(
 
 
 def train(args: TokenizerTrainingArguments) -> dict[str, float]:
-    accelerator = Accelerator()
+    accelerator = make_accelerator()
     logging.basicConfig(level=logging.INFO if accelerator.is_main_process else logging.WARNING)
     set_seed(args.seed)
     output_dir = Path(args.output_dir)
