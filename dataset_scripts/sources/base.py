@@ -1,0 +1,60 @@
+"""The source plugin interface: anything that yields UniHand-Mix rows.
+
+A source is a class with a `name`, built from keyword options, whose `iter_rows()` yields dicts holding every
+column of `dataset_scripts.schema.COLUMN_DOCS` plus a `split` key (one of `schema.SPLITS`) that tells the builder
+which shard the row goes to. Sources never write files; the builder validates and writes.
+
+Register a source with `@register_source("name")`. Packages outside this repository register theirs through the
+entry-point group `jala.unihand_sources` (`[project.entry-points."jala.unihand_sources"] my_format =
+"my_pkg.module:MySource"`), and `python -m dataset_scripts build --source my_format:key=value,...` finds them.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Iterator
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+ENTRY_POINT_GROUP = "jala.unihand_sources"
+_REGISTRY: dict[str, type[ClipSource]] = {}
+
+
+class ClipSource(abc.ABC):
+    """Yields rows; subclasses document their options in the class docstring (shown by `build --help`)."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        """Rows with every schema column plus `split`; deterministic for the options given."""
+
+    def estimated_rows(self) -> int | None:
+        """Number of rows `iter_rows` will yield, when known (for progress bars)."""
+        return None
+
+
+def register_source(name: str) -> Callable[[type[ClipSource]], type[ClipSource]]:
+    def decorate(cls: type[ClipSource]) -> type[ClipSource]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"source name {name!r} is already registered by {_REGISTRY[name].__qualname__}.")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def available_sources() -> dict[str, type[ClipSource]]:
+    """Built-in sources plus those other packages registered through entry points."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name not in _REGISTRY:
+            _REGISTRY[entry.name] = entry.load()
+    return dict(_REGISTRY)
+
+
+def get_source(name: str) -> type[ClipSource]:
+    sources = available_sources()
+    if name not in sources:
+        raise KeyError(f"unknown source {name!r}; available: {sorted(sources)}.")
+    return sources[name]
