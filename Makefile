@@ -23,7 +23,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 quickstart: setup
-	$(BIN)/python trainers/train_tokenizer.py --output_dir $(OUTPUT_DIR)/motion_tokenizer --preset small --max_minutes 4
+	$(BIN)/python trainers/train_tokenizer.py --output_dir $(OUTPUT_DIR)/motion_tokenizer --preset small --max_steps 1200 --max_minutes 8
 	$(BIN)/python -m trainers.tokenizer_demo $(OUTPUT_DIR)/motion_tokenizer
 
 test: setup

@@ -73,7 +73,7 @@ class TokenizerTrainingArguments:
     max_steps: int = field(default=3000)
     max_minutes: float | None = field(default=None, metadata={"help": "Stop after this wall time (minutes)."})
     batch_size: int = field(default=64, metadata={"help": "Windows per device per step."})
-    learning_rate: float = field(default=3e-4)
+    learning_rate: float = field(default=1e-3)
     weight_decay: float = field(default=0.0)
     warmup_steps: int = field(default=100)
     max_grad_norm: float = field(default=1.0)
