@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 
-from transformers import PretrainedConfig
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
 
 
-class JalaMotionTokenizerConfig(PretrainedConfig):
+@strict
+class JalaMotionTokenizerConfig(PreTrainedConfig):
     r"""Configuration of [`JalaMotionTokenizer`].
 
     Args:
@@ -54,43 +56,23 @@ class JalaMotionTokenizerConfig(PretrainedConfig):
 
     model_type = "jala_motion_tokenizer"
 
-    def __init__(
-        self,
-        chunk_frames: int = 15,
-        downsample_factor: int = 4,
-        num_groups: int = 2,
-        num_residual_layers: int = 8,
-        codebook_size: int = 4096,
-        code_dim: int = 512,
-        hidden_size: int = 512,
-        num_res_blocks: int = 2,
-        commitment_weight: float = 0.02,
-        velocity_weight: float = 0.5,
-        ema_decay: float = 0.99,
-        dead_code_threshold: float = 1.0,
-        mirror_left_hand: bool = True,
-        initializer_range: float = 0.02,
-        **kwargs,
-    ) -> None:
-        self.chunk_frames = chunk_frames
-        self.downsample_factor = downsample_factor
-        self.num_groups = num_groups
-        self.num_residual_layers = num_residual_layers
-        self.codebook_size = codebook_size
-        self.code_dim = code_dim
-        self.hidden_size = hidden_size
-        self.num_res_blocks = num_res_blocks
-        self.commitment_weight = commitment_weight
-        self.velocity_weight = velocity_weight
-        self.ema_decay = ema_decay
-        self.dead_code_threshold = dead_code_threshold
-        self.mirror_left_hand = mirror_left_hand
-        self.initializer_range = initializer_range
-        super().__init__(**kwargs)
-        self.validate()
+    chunk_frames: int = 15
+    downsample_factor: int = 4
+    num_groups: int = 2
+    num_residual_layers: int = 8
+    codebook_size: int = 4096
+    code_dim: int = 512
+    hidden_size: int = 512
+    num_res_blocks: int = 2
+    commitment_weight: float = 0.02
+    velocity_weight: float = 0.5
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 1.0
+    mirror_left_hand: bool = True
+    initializer_range: float = 0.02
 
-    def validate(self) -> None:
-        """Fail at construction, naming the field, rather than deep inside a forward pass."""
+    def validate_tokenizer_layout(self) -> None:
+        """Part of `@strict` validation: fail at construction, naming the field, not deep inside a forward."""
         positive = {
             "chunk_frames": self.chunk_frames,
             "num_groups": self.num_groups,
@@ -100,10 +82,10 @@ class JalaMotionTokenizerConfig(PretrainedConfig):
             "hidden_size": self.hidden_size,
         }
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ValueError(f"JalaMotionTokenizerConfig.{name} must be a positive int, got {value!r}.")
         factor = self.downsample_factor
-        if not isinstance(factor, int) or factor < 1 or factor & (factor - 1):
+        if factor < 1 or factor & (factor - 1):
             raise ValueError(
                 f"JalaMotionTokenizerConfig.downsample_factor must be a power of two (1, 2, 4, ...), got {factor!r}."
             )

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
@@ -350,3 +351,17 @@ def test_two_process_training_keeps_codebooks_identical(tmp_path: Path) -> None:
     for name in rank0:
         assert torch.equal(rank0[name], rank1[name]), f"{name} differs between ranks"
     assert bool(rank0["finger.quantizer.codebooks.0.initialized"])
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("downsample_factor", 3, "power of two"),
+        ("codebook_size", 0, "codebook_size must be a positive int"),
+        ("ema_decay", 1.0, r"ema_decay must be in \(0, 1\)"),
+    ],
+)
+def test_invalid_config_fails_at_construction(field: str, value, message: str) -> None:
+    # transformers' @strict configs wrap a validator's ValueError in StrictDataclassClassValidationError.
+    with pytest.raises(StrictDataclassError, match=message):
+        JalaMotionTokenizerConfig(**{field: value})

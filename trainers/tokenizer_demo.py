@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from transformers import AutoModel
 
@@ -33,7 +34,7 @@ def plot_reconstruction(tokenizer: torch.nn.Module, clip: dict, path: Path) -> P
     """Index fingertip and wrist coordinates over time, true (solid) against decoded (dashed)."""
     motion = torch.as_tensor(clip["motion"]).transpose(0, 1)[None]  # (1, 2, T, 162)
     hand = 1 if clip["hands_present"][1] else 0
-    hand_mask = torch.tensor([clip["hands_present"]], dtype=torch.bool)
+    hand_mask = torch.as_tensor(np.asarray(clip["hands_present"], dtype=bool))[None]
     encoding = tokenizer.encode(motion, hand_mask=hand_mask)
     decoded = tokenizer.decode(encoding.ids, encoding.chunk_mask)[0, hand, : motion.shape[2]]
     true = motion[0, hand]
