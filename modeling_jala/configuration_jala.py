@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 
 from huggingface_hub.dataclasses import strict
-from transformers import PreTrainedConfig
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 
 @strict
@@ -113,3 +114,173 @@ class JalaMotionTokenizerConfig(PreTrainedConfig):
     def tokens_per_chunk(self) -> int:
         """Tokens per hand per chunk: wrist tokens then finger tokens (128 with the defaults)."""
         return 2 * self.tokens_per_part
+
+
+#: InternVL3-2B's language model (Qwen2.5-1.5B structure); the vision tower is InternVLVisionConfig's default
+#: (InternViT-300M at 448 px, patch 14). Values from the released InternVL3-2B-hf config.
+INTERNVL3_2B_TEXT_CONFIG = {
+    "model_type": "qwen2",
+    "hidden_size": 1536,
+    "intermediate_size": 8960,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 12,
+    "num_key_value_heads": 2,
+    "vocab_size": 151674,
+    "max_position_embeddings": 32768,
+    "rms_norm_eps": 1e-6,
+    "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+    "tie_word_embeddings": True,
+}
+#: DINOv3 ViT-L/16 (the frozen SSL encoder of the LAP), as released by Meta.
+DINOV3_VITL16_CONFIG = {
+    "model_type": "dinov3_vit",
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "num_register_tokens": 4,
+    "layerscale_value": 1e-5,
+    "image_size": 224,
+    "patch_size": 16,
+}
+#: The paper's ablations (Table 1 / §4.3), each one switch.
+VARIANTS = ("jala", "wo_align", "wo_latent", "wo_dec", "jala_act", "lapa")
+#: {0.05, 0.15, ..., 0.95, 1.0}: mask ratios of the target chunk in masked chunk prediction.
+DEFAULT_TARGET_MASK_RATIOS = [round(0.05 + 0.1 * i, 2) for i in range(10)] + [1.0]
+
+
+@strict
+class JalaConfig(PreTrainedConfig):
+    r"""Configuration of the JALA models ([`JalaModel`], [`JalaForMotionPretraining`]).
+
+    The defaults reproduce the paper: an InternVL3-2B backbone, a frozen DINOv3 encoder for the latent action
+    perceiver, the part-level GRVQ motion tokenizer, alignment at decoder layer 19 with λ = 0.5 and a decoupled EMA
+    with α = 0.999. Values the paper does not give are marked (D) and documented in the README.
+
+    Args:
+        vlm_config (`dict` or `PreTrainedConfig`):
+            Any Hugging Face image-text-to-text VLM whose base model exposes `get_image_features`, `language_model`
+            and `get_input_embeddings` (InternVL, LLaVA-style models). Default: InternVL3-2B's structure. (The
+            field is not called `backbone_config` because transformers reserves that name for vision backbones.)
+        ssl_encoder_config (`dict` or `PreTrainedConfig`):
+            The frozen self-supervised image encoder (`dinov3_vit` or `vjepa2`). Default: DINOv3 ViT-L/16.
+        motion_tokenizer_config (`dict` or `JalaMotionTokenizerConfig`): the motion tokenizer's structure.
+        backbone_name_or_path (`str`, *optional*): checkpoint the VLM was initialised from (provenance).
+        ssl_encoder_name_or_path (`str`, *optional*): checkpoint the SSL encoder was initialised from.
+        variant (`str`, defaults to `"jala"`):
+            One of `jala`, `wo_align` (λ = 0), `wo_latent` (no LAP: only labelled and pseudo-labelled clips),
+            `wo_dec` (plain coupled EMA), `jala_act` (labelled subset only), `lapa` (LAPA†: latent codes from an
+            inverse/forward model in SSL-feature space as pseudo-labels).
+        align_layer (`int`, defaults to 19): decoder layer whose output at motion slots is the predictive embedding h.
+        align_weight (`float`, defaults to 0.5): λ of L = 1[labelled] L_MCP + λ L_align.
+        ema_decay (`float`, defaults to 0.999): α of the EMA linking LAP and LSP.
+        perceiver_hidden_size / perceiver_num_layers / perceiver_num_heads / perceiver_mlp_ratio:
+            LAP/LSP width (D: 1024), blocks (2, the paper's), heads (D: 16) and MLP ratio (D: 4).
+        ssl_pool_grid (`int`, *optional*): (D) average-pool the SSL patch grid to G x G tokens before the perceiver.
+        target_mask_ratios (`list[float]`): mask ratios drawn for the target chunk.
+        future_mask_ratio (`float`, defaults to 0.05): mask ratio of the chunks after the target.
+        block_per_time_chunk (`bool`, defaults to `True`):
+            (D) one bidirectional attention block holds chunk k of both hands (left then right), so the hands of
+            one second see each other; `False` gives each hand-chunk its own block.
+        lapa_codebook_size (`int`, defaults to 8): LAPA† latent-code vocabulary per query.
+        decoding_steps (`int`, defaults to 16): passes of iterative masked decoding per chunk at generation.
+        decoding_ensemble (`int`, defaults to 4): decodings averaged per generated chunk.
+        initializer_range (`float`, defaults to 0.02): std of the normal init of new linear/embedding layers.
+    """
+
+    model_type = "jala"
+    sub_configs_defaults = {
+        "vlm_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="internvl", init_kwargs={"text_config": INTERNVL3_2B_TEXT_CONFIG}
+        ),
+        "ssl_encoder_config": SubConfigSpec(
+            config_class=AutoConfig, model_type="dinov3_vit", init_kwargs=DINOV3_VITL16_CONFIG
+        ),
+        "motion_tokenizer_config": JalaMotionTokenizerConfig,
+    }
+
+    vlm_config: dict | PreTrainedConfig | None = None
+    ssl_encoder_config: dict | PreTrainedConfig | None = None
+    motion_tokenizer_config: dict | PreTrainedConfig | None = None
+    backbone_name_or_path: str | None = None
+    ssl_encoder_name_or_path: str | None = None
+    variant: str = "jala"
+    align_layer: int = 19
+    align_weight: float = 0.5
+    ema_decay: float = 0.999
+    perceiver_hidden_size: int = 1024
+    perceiver_num_layers: int = 2
+    perceiver_num_heads: int = 16
+    perceiver_mlp_ratio: float = 4.0
+    ssl_pool_grid: int | None = None
+    target_mask_ratios: list[float] | None = None
+    future_mask_ratio: float = 0.05
+    block_per_time_chunk: bool = True
+    lapa_codebook_size: int = 8
+    decoding_steps: int = 16
+    decoding_ensemble: int = 4
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs) -> None:
+        if self.target_mask_ratios is None:
+            self.target_mask_ratios = list(DEFAULT_TARGET_MASK_RATIOS)
+        super().__post_init__(**kwargs)
+
+    # -- derived switches: the variant is the single source of truth ----------------------------------------------
+    @property
+    def uses_latent_actions(self) -> bool:
+        """Whether the LAP and the alignment loss exist (every variant but w/o align, w/o latent and LAPA†)."""
+        return self.variant in ("jala", "wo_dec", "jala_act")
+
+    @property
+    def ema_mode(self) -> str:
+        return "coupled" if self.variant == "wo_dec" else "decoupled"
+
+    @property
+    def trains_on_unlabelled(self) -> bool:
+        """Unlabelled wild clips enter training only through the latent-action alignment (or LAPA† codes)."""
+        return self.variant in ("jala", "wo_dec", "lapa")
+
+    @property
+    def motion_tokens_per_chunk(self) -> int:
+        return self.motion_tokenizer_config.tokens_per_chunk
+
+    @property
+    def hidden_size(self) -> int:
+        return self.vlm_config.get_text_config().hidden_size
+
+    def validate_jala(self) -> None:
+        """Part of `@strict` validation: invalid combinations fail here, naming the fields."""
+        if self.variant not in VARIANTS:
+            raise ValueError(f"JalaConfig.variant must be one of {VARIANTS}, got {self.variant!r}.")
+        num_layers = self.vlm_config.get_text_config().num_hidden_layers
+        if not 1 <= self.align_layer <= num_layers:
+            raise ValueError(
+                f"JalaConfig.align_layer={self.align_layer} must lie in [1, {num_layers}] (the VLM's decoder layers)."
+            )
+        if self.uses_latent_actions and self.align_weight <= 0:
+            raise ValueError(
+                f"variant {self.variant!r} aligns h with z, so align_weight must be > 0 (got {self.align_weight}); "
+                "use variant='wo_align' for the λ = 0 ablation."
+            )
+        if self.variant == "wo_align" and self.align_weight != 0:
+            raise ValueError(f"variant 'wo_align' means λ = 0; set align_weight=0.0 (got {self.align_weight}).")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"JalaConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
+        if self.perceiver_hidden_size % self.perceiver_num_heads:
+            raise ValueError(
+                f"perceiver_hidden_size={self.perceiver_hidden_size} is not divisible by "
+                f"perceiver_num_heads={self.perceiver_num_heads}."
+            )
+        ratios = self.target_mask_ratios
+        if not ratios or not all(0.0 < ratio <= 1.0 for ratio in ratios):
+            raise ValueError(f"JalaConfig.target_mask_ratios must be non-empty values in (0, 1], got {ratios}.")
+        if not 0.0 <= self.future_mask_ratio <= 1.0:
+            raise ValueError(f"JalaConfig.future_mask_ratio must be in [0, 1], got {self.future_mask_ratio}.")
+        encoder_type = self.ssl_encoder_config.model_type
+        if encoder_type not in ("dinov3_vit", "vjepa2"):
+            raise ValueError(f"ssl_encoder_config.model_type must be 'dinov3_vit' or 'vjepa2', got {encoder_type!r}.")
+        if self.ssl_pool_grid is not None and self.ssl_pool_grid < 1:
+            raise ValueError(f"JalaConfig.ssl_pool_grid must be a positive int or None, got {self.ssl_pool_grid}.")
+        if self.decoding_steps < 1 or self.decoding_ensemble < 1:
+            raise ValueError("JalaConfig.decoding_steps and decoding_ensemble must be >= 1.")

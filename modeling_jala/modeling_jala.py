@@ -1,0 +1,790 @@
+"""JALA: a VLM that predicts hand-motion chunks, aligned with latent actions from video.
+
+Sequence (paper §3, DESIGN §1): [instruction x, first frame v_1, LSP tokens, A_1 ... A_N]. Each motion chunk A_k
+holds, for the left then the right hand, `<mot>` + 64 wrist + 64 finger tokens + `</mot>`. Attention is causal
+over the prefix and block-causal over the rest: a token sees its own block entirely and every earlier block, never
+a later one. The LSP tokens form one block; by default (`block_per_time_chunk`) chunk k of both hands is one block.
+
+Training objective: L = 1[labelled] L_MCP + λ L_align.
+* L_MCP: cross-entropy on masked motion tokens (hybrid masking: one target chunk masked at a ratio drawn from
+  `target_mask_ratios`, earlier chunks intact, later chunks masked at `future_mask_ratio`); labelled clips only.
+* L_align: mean |h - z| over the motion slots of present hands, where h is the output of decoder layer
+  `align_layer` at each motion slot (predictive embeddings) and z the LAP's latent actions for that chunk.
+Unlabelled clips carry placeholders (mask tokens) in every slot and only contribute L_align.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_jala import JalaConfig
+from .hand_jala import JOINTS_XYZ, NUM_JOINTS
+from .motion_tokenizer_jala import IGNORE_TOKEN_ID, JalaMotionTokenizer
+from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
+from .strict_loading_jala import StrictLoadingMixin
+
+logger = logging.getLogger(__name__)
+
+HANDS = ("left", "right")
+MOTION_TOKENIZER_SUBFOLDER = "motion_tokenizer"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Outputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class JalaModelOutput(ModelOutput):
+    """Output of [`JalaModel`].
+
+    Args:
+        last_hidden_state: (B, L, H) final hidden states of the whole sequence.
+        motion_hidden_states: (B, N, 2, K, H) final hidden states at the motion slots.
+        predictive_embeddings: (B, N, 2, K, H) h, the `align_layer` output at the motion slots.
+        latent_actions: (B, N, 2, K, H) z from the LAP, or None without future boundary frames / LAP.
+        state_tokens: (B, 2K, H) the LSP context tokens.
+        slot_mask: (B, N, 2) chunks that exist for present hands.
+    """
+
+    last_hidden_state: Tensor | None = None
+    motion_hidden_states: Tensor | None = None
+    predictive_embeddings: Tensor | None = None
+    latent_actions: Tensor | None = None
+    state_tokens: Tensor | None = None
+    slot_mask: Tensor | None = None
+
+
+@dataclass
+class JalaPretrainingOutput(ModelOutput):
+    """Output of [`JalaForMotionPretraining`]: the loss, each of its terms, and h / z for diagnostics.
+
+    Args:
+        loss: mcp_weight * L_MCP + λ * L_align (the terms that apply to the variant).
+        mcp_loss: cross-entropy on masked motion tokens of labelled clips (0 when none are masked).
+        align_loss: mean |h - z| over motion slots of present hands (None without latent actions).
+        mcp_accuracy: accuracy of the masked-token predictions.
+        num_masked_tokens: masked tokens that entered L_MCP.
+        motion_mask: (B, N, 2, K) which slots were placeholders.
+        predictive_embeddings / latent_actions / slot_mask: as in [`JalaModelOutput`].
+    """
+
+    loss: Tensor | None = None
+    mcp_loss: Tensor | None = None
+    align_loss: Tensor | None = None
+    mcp_accuracy: Tensor | None = None
+    num_masked_tokens: Tensor | None = None
+    motion_mask: Tensor | None = None
+    predictive_embeddings: Tensor | None = None
+    latent_actions: Tensor | None = None
+    slot_mask: Tensor | None = None
+
+
+@dataclass
+class JalaMotionGeneration(ModelOutput):
+    """Generated motion: token ids (B, N, 2, K), MANO-D162 (B, 2, N*15, 162) and 21 joints (B, 2, N*15, 21, 3)."""
+
+    token_ids: Tensor | None = None
+    motion: Tensor | None = None
+    joints: Tensor | None = None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class MotionTokenEmbedding(nn.Module):
+    """Embeds motion-token ids of a chunk for both hands, with placeholders for masked slots.
+
+    A slot's embedding is its code embedding (or its part's mask embedding when hidden) plus a learned slot
+    embedding (which of the 128 positions: part, latent step, group, residual layer — the same id means a
+    different code in each) plus a hand embedding. `<mot>` / `</mot>` delimit each hand's block.
+    """
+
+    def __init__(self, hidden_size: int, codebook_size: int, tokens_per_part: int) -> None:
+        super().__init__()
+        self.tokens_per_part = tokens_per_part
+        self.codebook_size = codebook_size
+        self.code_embeddings = nn.Embedding(2 * codebook_size, hidden_size)  # wrist codes, then finger codes
+        self.mask_embeddings = nn.Parameter(torch.zeros(2, hidden_size))
+        self.slot_embeddings = nn.Parameter(torch.zeros(2 * tokens_per_part, hidden_size))
+        self.hand_embeddings = nn.Parameter(torch.zeros(2, hidden_size))
+        self.delimiter_embeddings = nn.Parameter(torch.zeros(2, hidden_size))  # <mot>, </mot>
+
+    def part_of_slot(self, device: torch.device) -> Tensor:
+        return (torch.arange(2 * self.tokens_per_part, device=device) >= self.tokens_per_part).long()
+
+    def forward(self, token_ids: Tensor, hidden: Tensor) -> Tensor:
+        """(B, N, 2, K) ids and hidden flags -> (B, N, 2, K + 2, H) block embeddings."""
+        part = self.part_of_slot(token_ids.device)
+        safe_ids = token_ids.clamp(0, self.codebook_size - 1) + part * self.codebook_size
+        codes = self.code_embeddings(safe_ids)
+        codes = torch.where(hidden[..., None], self.mask_embeddings[part].to(codes.dtype), codes)
+        slots = codes + self.slot_embeddings.to(codes.dtype)
+        shape = (*token_ids.shape[:2], 2, 1, codes.shape[-1])
+        begin = self.delimiter_embeddings[0].to(codes.dtype).expand(shape)
+        end = self.delimiter_embeddings[1].to(codes.dtype).expand(shape)
+        blocks = torch.cat([begin, slots, end], dim=3)
+        return blocks + self.hand_embeddings.to(codes.dtype)[None, None, :, None, :]
+
+
+def block_causal_mask(block_ids: Tensor, key_valid: Tensor, dtype: torch.dtype) -> Tensor:
+    """(B, L) block index and key validity -> (B, 1, L, L) additive mask.
+
+    A query attends to a key iff the key's block is not later than the query's and the key is valid; each token
+    always sees itself, so padding rows never become all -inf (NaN in softmax).
+    """
+    allowed = (block_ids[:, None, :] <= block_ids[:, :, None]) & key_valid[:, None, :]
+    allowed |= torch.eye(block_ids.shape[1], dtype=torch.bool, device=block_ids.device)[None]
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=block_ids.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask[:, None]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
+    config_class = JalaConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["PerceiverBlock", "MotionTokenEmbedding"]
+    _supports_sdpa = True
+    # A custom block-causal 4D mask is required; flash-attention kernels cannot take one.
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, MotionTokenEmbedding):
+            init.normal_(module.code_embeddings.weight, std=std)
+            for tensor in (module.mask_embeddings, module.slot_embeddings, module.hand_embeddings):
+                init.normal_(tensor, std=std)
+            init.normal_(module.delimiter_embeddings, std=std)
+        elif isinstance(module, LatentPerceiver):
+            init.normal_(module.queries, std=std)
+            init.normal_(module.frame_embedding, std=std)
+        elif isinstance(module, nn.MultiheadAttention):
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
+            init.zeros_(module.out_proj.bias)
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+
+class JalaModel(JalaPreTrainedModel):
+    """The VLM with motion-token embeddings, the LSP context, the LAP and the block-causal motion sequence."""
+
+    def __init__(self, config: JalaConfig) -> None:
+        super().__init__(config)
+        self.vlm = AutoModel.from_config(config.vlm_config)
+        self.ssl_encoder = AutoModel.from_config(config.ssl_encoder_config)
+        hidden = config.hidden_size
+        tokenizer_config = config.motion_tokenizer_config
+        self.motion_embedding = MotionTokenEmbedding(
+            hidden, tokenizer_config.codebook_size, tokenizer_config.tokens_per_part
+        )
+        perceiver_kwargs = {
+            "feature_dim": config.ssl_encoder_config.hidden_size,
+            "width": config.perceiver_hidden_size,
+            "out_width": hidden,
+            "num_queries": tokenizer_config.tokens_per_chunk,
+            "num_layers": config.perceiver_num_layers,
+            "num_heads": config.perceiver_num_heads,
+            "mlp_ratio": config.perceiver_mlp_ratio,
+        }
+        self.lsp = LatentPerceiver(**perceiver_kwargs)
+        self.lap = LatentPerceiver(**perceiver_kwargs) if config.uses_latent_actions else None
+        self.post_init()
+        self.ssl_encoder.requires_grad_(False)
+        self.synchronize_perceivers()
+
+    # -- structure --------------------------------------------------------------------------------------------
+    def synchronize_perceivers(self) -> None:
+        """LAP and LSP start identical; gradients are then cut from the tensors the EMA overwrites."""
+        if self.lap is None:
+            return
+        self.lap.load_state_dict(self.lsp.state_dict())
+        freeze_ema_targets(self.lap, self.lsp, self.config.ema_mode)
+
+    @torch.no_grad()
+    def ema_step(self) -> None:
+        """The decoupled (or, for `wo_dec`, coupled) EMA; call once after every optimizer step."""
+        if self.lap is None:
+            return
+        targets, sources = ema_pairs(self.lap, self.lsp, self.config.ema_mode)
+        ema_update(targets, sources, self.config.ema_decay)
+
+    def train(self, mode: bool = True) -> JalaModel:
+        super().train(mode)
+        self.ssl_encoder.eval()  # frozen: no dropout, no drop-path, no batch statistics
+        return self
+
+    @property
+    def language_model(self) -> nn.Module:
+        return self.vlm.language_model
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.vlm.get_input_embeddings()
+
+    # -- encoders -----------------------------------------------------------------------------------------------
+    def image_embeddings(self, pixel_values: Tensor) -> Tensor:
+        """(B, 3, H, W) -> (B, n_image_tokens, hidden): the VLM's own vision tower and projector."""
+        features = self.vlm.get_image_features(pixel_values=pixel_values)
+        if isinstance(features, ModelOutput):
+            features = features.pooler_output
+        if isinstance(features, list | tuple):
+            features = torch.stack(list(features))
+        return features
+
+    @torch.no_grad()
+    def ssl_features(self, pixel_values: Tensor) -> Tensor:
+        """(..., 3, h, w) frames -> (..., P, D) frozen SSL patch features (no class or register tokens)."""
+        leading = pixel_values.shape[:-3]
+        frames = pixel_values.reshape(-1, *pixel_values.shape[-3:]).to(self.ssl_encoder.dtype)
+        encoder_config = self.config.ssl_encoder_config
+        if encoder_config.model_type == "vjepa2":
+            # V-JEPA2 reads clips: a still frame is repeated over one tubelet.
+            clip = frames[:, None].expand(-1, encoder_config.tubelet_size, -1, -1, -1)
+            tokens = self.ssl_encoder(pixel_values_videos=clip, skip_predictor=True).last_hidden_state
+        else:
+            tokens = self.ssl_encoder(pixel_values=frames).last_hidden_state
+            tokens = tokens[:, 1 + encoder_config.num_register_tokens :]
+        tokens = self._pool_grid(tokens)
+        return tokens.reshape(*leading, *tokens.shape[-2:])
+
+    def _pool_grid(self, tokens: Tensor) -> Tensor:
+        grid = self.config.ssl_pool_grid
+        side = math.isqrt(tokens.shape[1])
+        if grid is None or side * side != tokens.shape[1] or grid >= side:
+            return tokens
+        spatial = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
+        return F.adaptive_avg_pool2d(spatial, grid).flatten(2).transpose(1, 2)
+
+    def state_context(self, first_frame_features: Tensor) -> Tensor:
+        """LSP: (B, P, D) features of v_1, read as the pair (v_1, v_1) -> (B, 2K, hidden) context tokens."""
+        tokens = self.lsp(first_frame_features, first_frame_features)
+        return tokens.flatten(1, 2)
+
+    def latent_actions(self, boundary_features: Tensor) -> Tensor:
+        """LAP: (B, N + 1, P, D) boundary-frame features -> (B, N, 2, K, hidden) latent actions z."""
+        if self.lap is None:
+            raise ValueError(f"variant {self.config.variant!r} has no latent action perceiver.")
+        batch, boundaries = boundary_features.shape[:2]
+        start = boundary_features[:, :-1].flatten(0, 1)
+        end = boundary_features[:, 1:].flatten(0, 1)
+        return self.lap(start, end).view(batch, boundaries - 1, *self.lap_output_shape())
+
+    def lap_output_shape(self) -> tuple[int, int, int]:
+        return 2, self.config.motion_tokens_per_chunk, self.config.hidden_size
+
+    # -- sequence -----------------------------------------------------------------------------------------------
+    def _prefix_embeddings(self, input_ids: Tensor, pixel_values: Tensor | None) -> Tensor:
+        embeddings = self.get_input_embeddings()(input_ids)
+        if pixel_values is None:
+            return embeddings
+        image = self.image_embeddings(pixel_values).to(embeddings.dtype)
+        image_token_id = self.config.vlm_config.image_token_id
+        slots = input_ids == image_token_id
+        if int(slots.sum()) != image.shape[0] * image.shape[1]:
+            raise ValueError(
+                f"input_ids hold {int(slots.sum())} image tokens (id {image_token_id}) but the vision tower made "
+                f"{image.shape[0]} x {image.shape[1]}; build inputs with JalaProcessor for this backbone."
+            )
+        return embeddings.masked_scatter(slots[..., None], image)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        motion_token_ids: Tensor | None = None,
+        motion_mask: Tensor | None = None,
+        chunk_mask: Tensor | None = None,
+        hands_present: Tensor | None = None,
+        ssl_features: Tensor | None = None,
+        ssl_pixel_values: Tensor | None = None,
+        compute_latent_actions: bool = True,
+    ) -> JalaModelOutput:
+        """Run the block-causal sequence.
+
+        Args:
+            input_ids: (B, Lp) prefix (instruction + image placeholder tokens), left-padded.
+            attention_mask: (B, Lp) 1 for real prefix tokens.
+            pixel_values: (B, 3, H, W) the first frame for the VLM's vision tower.
+            motion_token_ids: (B, N, 2, K) motion-token ids; IGNORE_TOKEN_ID (-100) where no chunk exists.
+            motion_mask: (B, N, 2, K) True where a slot is a placeholder (masked / unlabelled); default: slots
+                without a token.
+            chunk_mask: (B, N) chunks that exist; default: chunks with any token.
+            hands_present: (B, 2) which hands act; absent hands' blocks are hidden from every query.
+            ssl_features: (B, N + 1, P, D) frozen-encoder features of the boundary frames, or (B, 1, P, D) for
+                the first frame only (then z is not computed); or pass `ssl_pixel_values` (B, N + 1, 3, h, w).
+        """
+        if ssl_features is None:
+            if ssl_pixel_values is None:
+                raise ValueError("pass ssl_features (precomputed) or ssl_pixel_values (frames for the SSL encoder).")
+            ssl_features = self.ssl_features(ssl_pixel_values)
+        batch = input_ids.shape[0]
+        if motion_token_ids is None:
+            raise ValueError("motion_token_ids (B, N, 2, K) is required; use IGNORE_TOKEN_ID for unknown slots.")
+        num_chunks, tokens = motion_token_ids.shape[1], motion_token_ids.shape[3]
+        if motion_token_ids.shape[2] != 2 or tokens != self.config.motion_tokens_per_chunk:
+            raise ValueError(
+                f"motion_token_ids must have shape (batch, chunks, 2 hands, {self.config.motion_tokens_per_chunk}), "
+                f"got {tuple(motion_token_ids.shape)}."
+            )
+        device = input_ids.device
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        if chunk_mask is None:
+            chunk_mask = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(-1)
+        if hands_present is None:
+            hands_present = torch.ones(batch, 2, dtype=torch.bool, device=device)
+        if motion_mask is None:
+            motion_mask = motion_token_ids == IGNORE_TOKEN_ID
+        chunk_mask, hands_present, motion_mask = chunk_mask.bool(), hands_present.bool(), motion_mask.bool()
+        slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]  # (B, N, 2)
+
+        prefix = self._prefix_embeddings(input_ids, pixel_values)
+        state_tokens = self.state_context(ssl_features[:, 0].to(prefix.dtype))
+        motion = self.motion_embedding(motion_token_ids, motion_mask | ~slot_mask[..., None])
+        block_tokens = motion.shape[3]
+        sequence = torch.cat([prefix, state_tokens.to(prefix.dtype), motion.flatten(1, 3).to(prefix.dtype)], dim=1)
+
+        prefix_len, state_len = prefix.shape[1], state_tokens.shape[1]
+        chunk_index = torch.arange(num_chunks, device=device)
+        if self.config.block_per_time_chunk:
+            motion_blocks = chunk_index[:, None].expand(num_chunks, 2)
+        else:
+            motion_blocks = 2 * chunk_index[:, None] + torch.arange(2, device=device)[None]
+        motion_blocks = (motion_blocks[:, :, None].expand(-1, -1, block_tokens)).flatten()
+        block_ids = torch.cat(
+            [
+                torch.arange(prefix_len, device=device),
+                torch.full((state_len,), prefix_len, device=device),
+                prefix_len + 1 + motion_blocks,
+            ]
+        )[None].expand(batch, -1)
+        key_valid = torch.cat(
+            [
+                attention_mask.bool(),
+                torch.ones(batch, state_len, dtype=torch.bool, device=device),
+                slot_mask[:, :, :, None].expand(-1, -1, -1, block_tokens).flatten(1),
+            ],
+            dim=1,
+        )
+        mask = block_causal_mask(block_ids, key_valid, sequence.dtype)
+        prefix_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        rest = prefix_positions[:, -1:] + 1 + torch.arange(sequence.shape[1] - prefix_len, device=device)[None]
+        position_ids = torch.cat([prefix_positions, rest], dim=1)
+
+        captured: dict[str, Tensor] = {}
+        layer = self.language_model.layers[self.config.align_layer - 1]
+        hook = layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("h", _first(out)))
+        try:
+            outputs = self.language_model(
+                inputs_embeds=sequence, attention_mask=mask, position_ids=position_ids, use_cache=False
+            )
+        finally:
+            hook.remove()
+        hidden = outputs.last_hidden_state
+        motion_start = prefix_len + state_len
+
+        def slots(states: Tensor) -> Tensor:
+            blocks = states[:, motion_start:].view(batch, num_chunks, 2, block_tokens, -1)
+            return blocks[:, :, :, 1:-1]
+
+        latent = None
+        if compute_latent_actions and self.lap is not None and ssl_features.shape[1] == num_chunks + 1:
+            latent = self.latent_actions(ssl_features.to(hidden.dtype))
+        return JalaModelOutput(
+            last_hidden_state=hidden,
+            motion_hidden_states=slots(hidden),
+            predictive_embeddings=slots(captured["h"]),
+            latent_actions=latent,
+            state_tokens=state_tokens,
+            slot_mask=slot_mask,
+        )
+
+
+def _first(output: Any) -> Tensor:
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+class JalaForMotionPretraining(JalaPreTrainedModel):
+    """JALA pretraining: masked chunk prediction + latent-action alignment, and motion generation.
+
+    The frozen motion tokenizer is a submodule (for on-the-fly tokenization and decoding of generated tokens)
+    but lives in its own `motion_tokenizer/` subfolder of the saved folder, usable on its own.
+    """
+
+    _keys_to_ignore_on_load_missing = [r"^motion_tokenizer\."]
+
+    def __init__(self, config: JalaConfig) -> None:
+        super().__init__(config)
+        self.model = JalaModel(config)
+        tokenizer_config = config.motion_tokenizer_config
+        hidden = config.hidden_size
+        self.wrist_head = nn.Linear(hidden, tokenizer_config.codebook_size)
+        self.finger_head = nn.Linear(hidden, tokenizer_config.codebook_size)
+        self.motion_tokenizer = JalaMotionTokenizer(tokenizer_config)
+        self.post_init()
+        self.motion_tokenizer.requires_grad_(False)
+        self.model.synchronize_perceivers()
+
+    # -- save / load: the tokenizer goes to its own subfolder ---------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        state_dict = kwargs.pop("state_dict", None) or self.state_dict()
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith("motion_tokenizer.")}
+        super().save_pretrained(save_directory, *args, state_dict=state_dict, **kwargs)
+        if kwargs.get("is_main_process", True):
+            self.motion_tokenizer.save_pretrained(Path(save_directory) / MOTION_TOKENIZER_SUBFOLDER)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any):
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        tokenizer = JalaMotionTokenizer.from_pretrained(
+            pretrained_model_name_or_path, subfolder=MOTION_TOKENIZER_SUBFOLDER
+        )
+        model.motion_tokenizer.load_state_dict(tokenizer.state_dict(), strict=True)
+        model.motion_tokenizer.to(model.device).eval()
+        return loaded
+
+    def set_motion_tokenizer(self, tokenizer: JalaMotionTokenizer) -> None:
+        """Install a trained tokenizer (its structure must match `config.motion_tokenizer_config`)."""
+        mine, theirs = self.config.motion_tokenizer_config.to_dict(), tokenizer.config.to_dict()
+        differences = {
+            key: (mine.get(key), theirs.get(key))
+            for key in ("codebook_size", "code_dim", "hidden_size", "num_groups", "num_residual_layers")
+            if mine.get(key) != theirs.get(key)
+        }
+        if differences:
+            raise ValueError(
+                f"motion tokenizer does not match config.motion_tokenizer_config: {differences} "
+                "(config, tokenizer); build the JalaConfig with motion_tokenizer_config=tokenizer.config."
+            )
+        self.motion_tokenizer.load_state_dict(tokenizer.state_dict(), strict=True)
+        self.motion_tokenizer.eval()
+
+    def ema_step(self) -> None:
+        self.model.ema_step()
+
+    def train(self, mode: bool = True) -> JalaForMotionPretraining:
+        super().train(mode)
+        self.motion_tokenizer.eval()
+        return self
+
+    # -- masking ------------------------------------------------------------------------------------------------
+    def sample_motion_mask(
+        self,
+        slot_mask: Tensor,
+        labelled: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """The hybrid masking scheme: (B, N, 2) slot_mask, (B,) labelled -> (B, N, 2, K) placeholders.
+
+        Labelled clip: a target chunk t uniform over its chunks; chunks < t intact; chunk t masked at a ratio
+        drawn from `target_mask_ratios` (over the slots of its present hands, at least one); chunks > t masked
+        at `future_mask_ratio`. Unlabelled clip: every slot is a placeholder.
+        """
+        batch, num_chunks = slot_mask.shape[:2]
+        tokens = self.config.motion_tokens_per_chunk
+        device = slot_mask.device
+        cpu = torch.device("cpu")
+        ratios = torch.tensor(self.config.target_mask_ratios)
+        mask = torch.ones(batch, num_chunks, 2, tokens, dtype=torch.bool)
+        chunk_exists = slot_mask.any(-1).cpu()
+        slots = slot_mask.cpu()
+        for b in range(batch):
+            valid_chunks = int(chunk_exists[b].sum())
+            if not bool(labelled[b]) or valid_chunks == 0:
+                continue
+            target = int(torch.randint(valid_chunks, (1,), generator=generator, device=cpu))
+            ratio = float(ratios[torch.randint(len(ratios), (1,), generator=generator, device=cpu)])
+            mask[b, :target] = False
+            present = slots[b, target]  # (2,)
+            candidates = (present[:, None].expand(2, tokens)).flatten().nonzero().flatten()
+            count = max(1, round(ratio * len(candidates)))
+            order = torch.randperm(len(candidates), generator=generator, device=cpu)
+            chunk = torch.zeros(2 * tokens, dtype=torch.bool)
+            chunk[candidates[order[:count]]] = True
+            mask[b, target] = chunk.view(2, tokens)
+            later = torch.rand(num_chunks - target - 1, 2, tokens, generator=generator, device=cpu)
+            mask[b, target + 1 :] = later < self.config.future_mask_ratio
+        return mask.to(device)
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def motion_logits(self, motion_states: Tensor) -> tuple[Tensor, Tensor]:
+        """(..., K, H) -> wrist (..., K/2, V) and finger (..., K/2, V) logits."""
+        half = self.config.motion_tokenizer_config.tokens_per_part
+        return self.wrist_head(motion_states[..., :half, :]), self.finger_head(motion_states[..., half:, :])
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        motion_token_ids: Tensor | None = None,
+        motion_mask: Tensor | None = None,
+        chunk_mask: Tensor | None = None,
+        hands_present: Tensor | None = None,
+        labelled: Tensor | None = None,
+        ssl_features: Tensor | None = None,
+        ssl_pixel_values: Tensor | None = None,
+        motion: Tensor | None = None,
+        frame_lengths: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        **unused: Any,
+    ) -> JalaPretrainingOutput:
+        """Hybrid loss on a batch (the collator contract of `dataset_scripts.collator`).
+
+        Motion comes as `motion_token_ids` (B, N, 2, K), or as raw `motion` (B, 2, T, 162) + `frame_lengths`,
+        tokenized here by the frozen tokenizer. `motion_mask` overrides the sampled masking (tests, evaluation).
+        """
+        batch = input_ids.shape[0]
+        device = input_ids.device
+        if hands_present is None:
+            hands_present = torch.ones(batch, 2, dtype=torch.bool, device=device)
+        hands_present = hands_present.bool()
+        if labelled is None:
+            labelled = torch.ones(batch, dtype=torch.bool, device=device)
+        labelled = labelled.bool()
+        if motion_token_ids is None:
+            motion_token_ids, chunk_mask = self.tokenize_motion(motion, frame_lengths, hands_present, labelled)
+        if chunk_mask is None:
+            chunk_mask = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(-1)
+        chunk_mask = chunk_mask.bool()
+        if not self.config.trains_on_unlabelled:
+            # w/o latent, JALA-act: unlabelled clips carry no signal at all.
+            hands_present = hands_present & labelled[:, None]
+        slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]
+        if motion_mask is None:
+            motion_mask = self.sample_motion_mask(slot_mask, labelled, generator)
+        # Unlabelled clips never show their (pseudo-)tokens: they are placeholders throughout.
+        motion_mask = motion_mask | ~labelled[:, None, None, None]
+
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            motion_token_ids=motion_token_ids,
+            motion_mask=motion_mask,
+            chunk_mask=chunk_mask,
+            hands_present=hands_present,
+            ssl_features=ssl_features,
+            ssl_pixel_values=ssl_pixel_values,
+        )
+        slot_mask = outputs.slot_mask
+        targets_mask = motion_mask & slot_mask[..., None] & labelled[:, None, None, None]
+        targets_mask &= motion_token_ids != IGNORE_TOKEN_ID
+        states = outputs.motion_hidden_states[targets_mask]  # (M, H)
+        targets = motion_token_ids[targets_mask]
+        half = self.config.motion_tokenizer_config.tokens_per_part
+        slot_index = torch.arange(2 * half, device=device).expand_as(motion_token_ids)[targets_mask]
+        is_wrist = slot_index < half
+        logits = torch.empty(states.shape[0], self.config.motion_tokenizer_config.codebook_size, device=device)
+        logits = logits.to(states.dtype)
+        if is_wrist.any():
+            logits[is_wrist] = self.wrist_head(states[is_wrist])
+        if (~is_wrist).any():
+            logits[~is_wrist] = self.finger_head(states[~is_wrist])
+        num_masked = targets_mask.sum()
+        if states.shape[0]:
+            mcp_loss = F.cross_entropy(logits.float(), targets)
+            accuracy = (logits.argmax(-1) == targets).float().mean()
+        else:
+            # Keep every parameter in the graph so DDP sees the same set on all ranks.
+            mcp_loss = 0.0 * (self.wrist_head.weight.sum() + self.finger_head.weight.sum())
+            accuracy = torch.zeros((), device=device)
+        loss = mcp_loss
+
+        align_loss = None
+        if outputs.latent_actions is not None:
+            align_slots = slot_mask & (labelled[:, None, None] | self.config.trains_on_unlabelled)
+            difference = (outputs.predictive_embeddings - outputs.latent_actions).abs().mean(-1)  # (B, N, 2, K)
+            weights = align_slots[..., None].to(difference.dtype).expand_as(difference)
+            align_loss = (difference * weights).sum() / weights.sum().clamp_min(1)
+            loss = loss + self.config.align_weight * align_loss
+        return JalaPretrainingOutput(
+            loss=loss,
+            mcp_loss=mcp_loss.detach(),
+            align_loss=None if align_loss is None else align_loss.detach(),
+            mcp_accuracy=accuracy,
+            num_masked_tokens=num_masked,
+            motion_mask=motion_mask,
+            predictive_embeddings=outputs.predictive_embeddings,
+            latent_actions=outputs.latent_actions,
+            slot_mask=slot_mask,
+        )
+
+    @torch.no_grad()
+    def tokenize_motion(
+        self, motion: Tensor | None, frame_lengths: Tensor | None, hands_present: Tensor, labelled: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Raw (B, 2, T, 162) motion -> (B, N, 2, K) ids and (B, N) chunk mask with the frozen tokenizer.
+
+        Unlabelled clips have no motion; their chunk count comes from `frame_lengths`.
+        """
+        if motion is None or frame_lengths is None:
+            raise ValueError("pass motion_token_ids, or motion (B, 2, T, 162) together with frame_lengths (B,).")
+        chunk = self.config.motion_tokenizer_config.chunk_frames
+        num_chunks = math.ceil(motion.shape[2] / chunk)
+        ids = torch.full(
+            (motion.shape[0], num_chunks, 2, self.config.motion_tokens_per_chunk),
+            IGNORE_TOKEN_ID,
+            device=motion.device,
+        )
+        lengths = frame_lengths.long()
+        chunk_mask = torch.arange(num_chunks, device=motion.device)[None] * chunk < lengths[:, None]
+        rows = labelled.nonzero().flatten()
+        if len(rows):
+            hand_mask = hands_present[rows]
+            encoding = self.motion_tokenizer.encode(motion[rows], lengths=lengths[rows], hand_mask=hand_mask)
+            ids[rows] = encoding.ids.transpose(1, 2)
+        return ids, chunk_mask
+
+    # -- generation ---------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate_motion(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        pixel_values: Tensor | None = None,
+        ssl_features: Tensor | None = None,
+        ssl_pixel_values: Tensor | None = None,
+        num_chunks: int = 4,
+        hands: Sequence[str] | Tensor = HANDS,
+        decoding_steps: int | None = None,
+        ensemble: int | None = None,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        images: Any = None,
+        instructions: str | Sequence[str] | None = None,
+        processor: Any = None,
+    ) -> JalaMotionGeneration:
+        """Generate `num_chunks` motion chunks from the instruction and the first frame.
+
+        Chunks are produced one after the other (block-causal). Inside a chunk, iterative masked decoding starts
+        from all placeholders and, over `decoding_steps` passes, commits the most confident predictions (a
+        cosine schedule: a few % of the slots per pass). `ensemble` independent decodings (stochastic sampling at
+        `temperature`) are decoded to MANO-D162 and averaged. Either pass model inputs, or `images` +
+        `instructions` + the `processor` (a JalaProcessor) to build them.
+        """
+        if images is not None:
+            if processor is None:
+                raise ValueError("pass processor= (a JalaProcessor) together with images and instructions.")
+            inputs = processor(images=images, text=instructions, return_tensors="pt").to(self.device)
+            input_ids, attention_mask = inputs["input_ids"], inputs["attention_mask"]
+            pixel_values, ssl_pixel_values = inputs["pixel_values"], inputs["ssl_pixel_values"][:, None]
+        if input_ids is None:
+            raise ValueError("pass input_ids (+ pixel_values, ssl_features) or images + instructions + processor.")
+        steps = decoding_steps or self.config.decoding_steps
+        ensemble = ensemble or self.config.decoding_ensemble
+        batch = input_ids.shape[0]
+        device = input_ids.device
+        if isinstance(hands, Tensor):
+            hands_present = hands.to(device=device, dtype=torch.bool)
+        else:
+            unknown = set(hands) - set(HANDS)
+            if unknown or not hands:
+                raise ValueError(f"hands must name 'left' and/or 'right', got {hands}.")
+            flags = torch.tensor([name in hands for name in HANDS], device=device)
+            hands_present = flags[None].expand(batch, 2)
+        if ssl_features is None:
+            if ssl_pixel_values is None:
+                raise ValueError("pass ssl_features or ssl_pixel_values of the first frame.")
+            ssl_features = self.model.ssl_features(ssl_pixel_values)
+        first_frame = ssl_features[:, :1]
+
+        def repeat(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor.repeat_interleave(ensemble, dim=0)
+
+        tokens = self.config.motion_tokens_per_chunk
+        runs = batch * ensemble
+        ids = torch.full((runs, num_chunks, 2, tokens), IGNORE_TOKEN_ID, dtype=torch.long, device=device)
+        present = repeat(hands_present)
+        common = {
+            "input_ids": repeat(input_ids),
+            "attention_mask": repeat(attention_mask),
+            "pixel_values": repeat(pixel_values),
+            "hands_present": present,
+            "ssl_features": repeat(first_frame),
+            "compute_latent_actions": False,
+        }
+        for k in range(num_chunks):
+            hidden = torch.ones(runs, 2, tokens, dtype=torch.bool, device=device)
+            hidden &= present[:, :, None]
+            total = hidden.flatten(1).sum(-1)
+            for step in range(steps):
+                current = ids[:, : k + 1].clone()
+                mask = torch.zeros_like(current, dtype=torch.bool)
+                mask[:, k] = hidden
+                outputs = self.model(
+                    motion_token_ids=current.clamp_min(0),
+                    motion_mask=mask,
+                    chunk_mask=torch.ones(runs, k + 1, dtype=torch.bool, device=device),
+                    **common,
+                )
+                wrist, finger = self.motion_logits(outputs.motion_hidden_states[:, k])
+                logits = torch.cat([wrist, finger], dim=2).float()  # (runs, 2, K, V)
+                probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
+                sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
+                confidence = probs.gather(-1, sampled[..., None])[..., 0]
+                confidence = confidence.masked_fill(~hidden, -1.0)
+                # Cosine schedule: the fraction still hidden after this pass.
+                remaining = torch.floor(total * math.cos(math.pi / 2 * (step + 1) / steps)).long()
+                commit = (hidden.flatten(1).sum(-1) - remaining).clamp_min(0)
+                order = confidence.flatten(1).argsort(dim=-1, descending=True)
+                rank = torch.empty_like(order)
+                rank.scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
+                chosen = (rank < commit[:, None]).view(runs, 2, tokens) & hidden
+                ids[:, k] = torch.where(chosen, sampled, ids[:, k])
+                hidden &= ~chosen
+            ids[:, k] = torch.where(present[:, :, None], ids[:, k], IGNORE_TOKEN_ID)
+
+        motion = self.decode_tokens(ids, present)  # (runs, 2, T, 162)
+        motion = motion.view(batch, ensemble, *motion.shape[1:]).mean(1)
+        joints = motion[..., JOINTS_XYZ].reshape(*motion.shape[:-1], NUM_JOINTS, 3)
+        return JalaMotionGeneration(
+            token_ids=ids.view(batch, ensemble, *ids.shape[1:])[:, 0], motion=motion, joints=joints
+        )
+
+    def decode_tokens(self, ids: Tensor, hands_present: Tensor) -> Tensor:
+        """(B, N, 2, K) ids -> (B, 2, N * 15, 162) motion through the frozen tokenizer (absent hands: zeros)."""
+        chunk_mask = hands_present[:, :, None].expand(-1, -1, ids.shape[1])
+        return self.motion_tokenizer.decode(ids.transpose(1, 2).clamp_min(0), chunk_mask=chunk_mask)
+
+
+__all__ = [
+    "JalaForMotionPretraining",
+    "JalaModel",
+    "JalaModelOutput",
+    "JalaMotionGeneration",
+    "JalaPreTrainedModel",
+    "JalaPretrainingOutput",
+    "block_causal_mask",
+]

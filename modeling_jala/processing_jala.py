@@ -1,0 +1,98 @@
+"""JalaProcessor: instruction + first frame -> the prefix inputs of a JALA model.
+
+The VLM reads `[instruction][<img> <IMG_CONTEXT> x image_seq_length </img>]`, left-padded so that every sample's
+motion blocks start right after its prefix; the first frame is also preprocessed for the frozen SSL encoder
+(DINOv3 / V-JEPA2 normalisation), whose features feed the latent state perceiver. Motion itself is not text:
+its token ids go to the model directly (see `JalaForMotionPretraining.forward`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from transformers import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+
+class JalaProcessor(ProcessorMixin):
+    """Wraps the VLM's image processor and tokenizer plus the SSL encoder's image processor.
+
+    Args:
+        image_processor: the VLM's image processor (InternVL: GotOcr2 image processor without tiling).
+        ssl_image_processor: preprocessing of the frozen SSL encoder (DINOv3: 224 px, ImageNet mean/std).
+        tokenizer: the VLM's tokenizer; must know `image_token`, `image_start_token` and `image_end_token`.
+        image_seq_length: image tokens the VLM's vision tower + projector emit per frame.
+        image_token / image_start_token / image_end_token: InternVL's `<IMG_CONTEXT>`, `<img>`, `</img>`.
+    """
+
+    def __init__(
+        self,
+        image_processor: Any = None,
+        ssl_image_processor: Any = None,
+        tokenizer: Any = None,
+        image_seq_length: int = 256,
+        image_token: str = "<IMG_CONTEXT>",
+        image_start_token: str = "<img>",
+        image_end_token: str = "</img>",
+        **kwargs: Any,
+    ) -> None:
+        self.image_seq_length = image_seq_length
+        self.image_token = image_token
+        self.image_start_token = image_start_token
+        self.image_end_token = image_end_token
+        super().__init__(image_processor, ssl_image_processor, tokenizer, **kwargs)
+        vocabulary = self.tokenizer.get_vocab()
+        missing = [token for token in (image_token, image_start_token, image_end_token) if token not in vocabulary]
+        if missing:
+            raise ValueError(
+                f"the tokenizer does not know {missing}; add them as special tokens (tokenizer.add_special_tokens) "
+                "or pass the backbone's own image token names to JalaProcessor."
+            )
+        self.image_token_id = vocabulary[image_token]
+
+    def prompt(self, instruction: str) -> str:
+        """Instruction, then the image block (paper: [x, v_1, ...])."""
+        image_block = self.image_start_token + self.image_token * self.image_seq_length + self.image_end_token
+        return f"{instruction.strip()}\n{image_block}"
+
+    def __call__(
+        self,
+        images: Any = None,
+        text: str | Sequence[str] | None = None,
+        return_tensors: str | None = "pt",
+        **kwargs: Any,
+    ) -> BatchFeature:
+        """Returns `input_ids`, `attention_mask` (left-padded), `pixel_values` and `ssl_pixel_values`."""
+        if images is None or text is None:
+            raise ValueError("JalaProcessor needs both images (one first frame per sample) and text (instructions).")
+        texts = [text] if isinstance(text, str) else list(text)
+        frames = images if isinstance(images, list | tuple) else [images]
+        if len(frames) != len(texts):
+            raise ValueError(f"got {len(frames)} images for {len(texts)} instructions; pass one first frame each.")
+        encoded = self.tokenizer(
+            [self.prompt(instruction) for instruction in texts],
+            padding=True,
+            padding_side="left",
+            return_tensors=return_tensors,
+            add_special_tokens=False,
+        )
+        pixel_values = self.image_processor(images=list(frames), return_tensors=return_tensors)["pixel_values"]
+        ssl_pixel_values = self.ssl_image_processor(images=list(frames), return_tensors=return_tensors)["pixel_values"]
+        if pixel_values.shape[0] != len(texts):
+            raise ValueError(
+                "the VLM image processor produced several tiles per image; JALA reads one first frame per sample, "
+                "so configure it without tiling (crop_to_patches=False)."
+            )
+        return BatchFeature(
+            {
+                "input_ids": encoded["input_ids"],
+                "attention_mask": encoded["attention_mask"],
+                "pixel_values": pixel_values,
+                "ssl_pixel_values": ssl_pixel_values,
+            },
+            tensor_type=return_tensors,
+        )
+
+
+__all__ = ["JalaProcessor"]

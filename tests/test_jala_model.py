@@ -1,0 +1,355 @@
+"""The JALA model on tiny real configs (InternVL + DINOv3 at widths 32-64): shapes, attention, masking, losses,
+EMA and gradient routing, causality, Hub round trip and a short optimisation."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors.torch import load_file, save_file
+
+from modeling_jala.configuration_jala import JalaConfig
+from modeling_jala.modeling_jala import JalaForMotionPretraining, block_causal_mask
+from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID
+from tests.fixtures.tiny_jala import IMAGE_SIZE, IMAGE_TOKEN_ID, SSL_IMAGE_SIZE, tiny_jala_config, tiny_processor
+
+K = 128
+
+
+def make_batch(batch: int = 2, chunks: int = 3, seed: int = 0, labelled=(True, False)) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    prefix = torch.cat(
+        [torch.randint(5, 30, (batch, 5), generator=generator), torch.full((batch, 4), IMAGE_TOKEN_ID)], dim=1
+    )
+    return {
+        "input_ids": prefix,
+        "attention_mask": torch.ones_like(prefix),
+        "pixel_values": torch.randn(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator),
+        "motion_token_ids": torch.randint(0, 64, (batch, chunks, 2, K), generator=generator),
+        "chunk_mask": torch.ones(batch, chunks, dtype=torch.bool),
+        "hands_present": torch.ones(batch, 2, dtype=torch.bool),
+        "labelled": torch.tensor(labelled[:batch]),
+        "ssl_pixel_values": torch.randn(batch, chunks + 1, 3, SSL_IMAGE_SIZE, SSL_IMAGE_SIZE, generator=generator),
+    }
+
+
+@pytest.fixture
+def model() -> JalaForMotionPretraining:
+    torch.manual_seed(0)
+    return JalaForMotionPretraining(tiny_jala_config()).eval()
+
+
+def test_default_config_is_the_paper_structure() -> None:
+    config = JalaConfig()
+    text = config.vlm_config.text_config
+    assert (text.hidden_size, text.num_hidden_layers) == (1536, 28)
+    assert config.vlm_config.vision_config.hidden_size == 1024  # InternViT-300M
+    assert (config.align_layer, config.align_weight, config.ema_decay) == (19, 0.5, 0.999)
+    assert config.motion_tokens_per_chunk == 128
+    assert config.target_mask_ratios[0] == 0.05 and config.target_mask_ratios[-1] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"variant": "jalax"}, "variant must be one of"),
+        ({"align_layer": 9}, r"align_layer=9 must lie in \[1, 4\]"),
+        ({"variant": "wo_align"}, "set align_weight=0.0"),
+        ({"align_weight": 0.0}, "use variant='wo_align'"),
+        ({"perceiver_hidden_size": 30, "perceiver_num_heads": 4}, "not divisible"),
+        ({"target_mask_ratios": [0.0, 1.5]}, "target_mask_ratios"),
+    ],
+)
+def test_invalid_combinations_raise(overrides: dict, message: str) -> None:
+    with pytest.raises(StrictDataclassError, match=message):
+        tiny_jala_config(**overrides)
+
+
+def test_shapes(model: JalaForMotionPretraining) -> None:
+    batch = make_batch()
+    outputs = model.model(**{k: v for k, v in batch.items() if k != "labelled"})
+    hidden = model.config.hidden_size
+    assert outputs.motion_hidden_states.shape == (2, 3, 2, K, hidden)
+    assert outputs.predictive_embeddings.shape == (2, 3, 2, K, hidden)
+    assert outputs.latent_actions.shape == (2, 3, 2, K, hidden)
+    assert outputs.state_tokens.shape == (2, 2 * K, hidden)
+    prefix, state, motion = 9, 2 * K, 3 * 2 * (K + 2)
+    assert outputs.last_hidden_state.shape == (2, prefix + state + motion, hidden)
+
+
+def test_block_causal_mask_structure() -> None:
+    # prefix of 3 tokens (own blocks 0, 1, 2), then block 3 (2 tokens), block 4 (2 tokens); key 1 is padding.
+    block_ids = torch.tensor([[0, 1, 2, 3, 3, 4, 4]])
+    valid = torch.tensor([[True, False, True, True, True, True, True]])
+    allowed = block_causal_mask(block_ids, valid, torch.float32)[0, 0] == 0
+    expected = torch.tensor(
+        [
+            [1, 0, 0, 0, 0, 0, 0],
+            [1, 1, 0, 0, 0, 0, 0],  # a padding query still sees itself
+            [1, 0, 1, 0, 0, 0, 0],  # causal prefix, padding key hidden
+            [1, 0, 1, 1, 1, 0, 0],  # block 3 sees itself entirely, nothing of block 4
+            [1, 0, 1, 1, 1, 0, 0],
+            [1, 0, 1, 1, 1, 1, 1],
+            [1, 0, 1, 1, 1, 1, 1],
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(allowed, expected)
+
+
+def _slots(model: JalaForMotionPretraining, batch: dict) -> torch.Tensor:
+    inputs = {k: v for k, v in batch.items() if k != "labelled"}
+    return model.model(**inputs, motion_mask=torch.zeros_like(batch["motion_token_ids"], dtype=torch.bool))
+
+
+def test_a_chunk_sees_itself_and_the_past_but_not_the_next_chunk(model: JalaForMotionPretraining) -> None:
+    batch = make_batch()
+    reference = _slots(model, batch)
+    later = dict(batch, motion_token_ids=batch["motion_token_ids"].clone())
+    later["motion_token_ids"][:, 2] = (later["motion_token_ids"][:, 2] + 7) % 64
+    changed = _slots(model, later)
+    for name in ("motion_hidden_states", "predictive_embeddings"):
+        torch.testing.assert_close(getattr(changed, name)[:, :2], getattr(reference, name)[:, :2])
+        assert not torch.allclose(getattr(changed, name)[:, 2], getattr(reference, name)[:, 2])
+    # Inside a chunk attention is bidirectional: the first slot of chunk 1 reacts to its last slot.
+    inside = dict(batch, motion_token_ids=batch["motion_token_ids"].clone())
+    inside["motion_token_ids"][:, 1, 1, -1] = (inside["motion_token_ids"][:, 1, 1, -1] + 3) % 64
+    moved = _slots(model, inside)
+    assert not torch.allclose(moved.motion_hidden_states[:, 1, 0, 0], reference.motion_hidden_states[:, 1, 0, 0])
+    torch.testing.assert_close(moved.motion_hidden_states[:, 0], reference.motion_hidden_states[:, 0])
+
+
+def test_prefix_is_causal(model: JalaForMotionPretraining) -> None:
+    batch = make_batch()
+    reference = _slots(model, batch).last_hidden_state
+    changed = dict(batch, input_ids=batch["input_ids"].clone())
+    changed["input_ids"][:, 3] = 29
+    hidden = _slots(model, changed).last_hidden_state
+    torch.testing.assert_close(hidden[:, :3], reference[:, :3])
+    assert not torch.allclose(hidden[:, 3:], reference[:, 3:])
+
+
+def test_future_frames_change_neither_h_nor_the_state_context(model: JalaForMotionPretraining) -> None:
+    batch = make_batch()
+    reference = _slots(model, batch)
+    perturbed = dict(batch, ssl_pixel_values=batch["ssl_pixel_values"].clone())
+    perturbed["ssl_pixel_values"][:, 2:] += torch.randn_like(perturbed["ssl_pixel_values"][:, 2:])
+    changed = _slots(model, perturbed)
+    torch.testing.assert_close(changed.predictive_embeddings, reference.predictive_embeddings)
+    torch.testing.assert_close(changed.state_tokens, reference.state_tokens)
+    torch.testing.assert_close(changed.latent_actions[:, 0], reference.latent_actions[:, 0])
+    assert not torch.allclose(changed.latent_actions[:, 1:], reference.latent_actions[:, 1:])
+
+
+def test_masking_follows_the_hybrid_scheme(model: JalaForMotionPretraining) -> None:
+    generator = torch.Generator().manual_seed(0)
+    chunks, trials = 6, 600
+    slot_mask = torch.ones(trials, chunks, 2, dtype=torch.bool)
+    mask = model.sample_motion_mask(slot_mask, torch.ones(trials, dtype=torch.bool), generator).float()
+    per_chunk = mask.mean(dim=(2, 3))  # (trials, chunks)
+    ratios = torch.tensor(model.config.target_mask_ratios)
+    targets = []
+    for row in per_chunk:
+        # The target is the first chunk with any mask; before it nothing is masked.
+        target = int(torch.nonzero(row > 0)[0])
+        assert (row[:target] == 0).all()
+        assert torch.isclose(ratios, row[target], atol=1 / 256).any(), float(row[target])
+        targets.append(target)
+    later = torch.cat([per_chunk[i, t + 1 :] for i, t in enumerate(targets)])
+    assert abs(float(later.mean()) - 0.05) < 0.01
+    counts = np.bincount(targets, minlength=chunks)
+    assert counts.min() > trials / chunks * 0.6, counts  # uniform over chunks
+    unlabelled = model.sample_motion_mask(slot_mask[:4], torch.zeros(4, dtype=torch.bool), generator)
+    assert unlabelled.all()
+
+
+def test_unlabelled_clips_give_no_mcp_loss_but_an_alignment_loss(model: JalaForMotionPretraining) -> None:
+    batch = make_batch(labelled=(False, False))
+    outputs = model(**batch)
+    assert int(outputs.num_masked_tokens) == 0
+    assert float(outputs.mcp_loss) == 0.0
+    assert outputs.align_loss is not None and float(outputs.align_loss) > 0
+    labelled = model(**make_batch(labelled=(True, True)))
+    assert int(labelled.num_masked_tokens) > 0 and float(labelled.mcp_loss) > 0
+
+
+def test_ema_moves_exactly_the_lap_trunk_and_the_lsp_queries(model: JalaForMotionPretraining) -> None:
+    inner = model.model
+    with torch.no_grad():  # make the LSP trunk and the LAP queries differ from their EMA partners
+        for parameter in inner.lsp.trunk_parameters():
+            parameter.add_(0.1)
+        inner.lap.queries.add_(0.1)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    model.ema_step()
+    after = model.state_dict()
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    lap_trunk = {f"model.lap.{name}" for name, _ in inner.lap.named_parameters() if name != "queries"}
+    assert moved == lap_trunk | {"model.lsp.queries"}
+    decay = model.config.ema_decay
+    expected = decay * before["model.lsp.queries"] + (1 - decay) * before["model.lap.queries"]
+    torch.testing.assert_close(after["model.lsp.queries"], expected)
+
+
+def test_gradients_reach_exactly_the_parameters_they_should(model: JalaForMotionPretraining) -> None:
+    model.train()
+    model(**make_batch(labelled=(True, True))).loss.backward()
+    with_grad = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert "model.lap.queries" in with_grad  # queries learn through the alignment loss
+    assert not any(name.startswith("model.lap.") and name != "model.lap.queries" for name in with_grad)
+    assert "model.lsp.queries" not in with_grad
+    assert "model.lsp.input_projection.weight" in with_grad  # LSP trunk learns through the VLM
+    assert not any(name.startswith(("model.ssl_encoder.", "motion_tokenizer.")) for name in with_grad)
+    assert {"wrist_head.weight", "finger_head.weight", "model.motion_embedding.code_embeddings.weight"} <= with_grad
+    assert any(name.startswith("model.vlm.language_model.") for name in with_grad)
+
+
+def test_coupled_ema_variant_trains_the_whole_lsp_and_copies_it(model: JalaForMotionPretraining) -> None:
+    torch.manual_seed(0)
+    coupled = JalaForMotionPretraining(tiny_jala_config(variant="wo_dec"))
+    assert coupled.model.lsp.queries.requires_grad and not coupled.model.lap.queries.requires_grad
+    with torch.no_grad():
+        coupled.model.lsp.queries.add_(1.0)
+    before = coupled.model.lap.queries.clone()
+    coupled.ema_step()
+    assert not torch.equal(before, coupled.model.lap.queries)
+
+
+def test_variants_without_latent_actions_have_no_lap() -> None:
+    for variant, weight in (("wo_align", 0.0), ("wo_latent", 0.5)):
+        model = JalaForMotionPretraining(tiny_jala_config(variant=variant, align_weight=weight))
+        assert model.model.lap is None
+        outputs = model(**make_batch(labelled=(True, True)))
+        assert outputs.align_loss is None and float(outputs.loss) == float(outputs.mcp_loss)
+
+
+def test_loss_decreases_over_30_cpu_steps() -> None:
+    torch.manual_seed(0)
+    model = JalaForMotionPretraining(tiny_jala_config()).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    batch = make_batch(labelled=(True, True))
+    mask = model.sample_motion_mask(
+        torch.ones(2, 3, 2, dtype=torch.bool), batch["labelled"], torch.Generator().manual_seed(1)
+    )
+    losses = []
+    for _ in range(30):
+        outputs = model(**batch, motion_mask=mask)
+        outputs.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        model.ema_step()
+        losses.append(float(outputs.loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_generate_motion_returns_d162_and_joints(model: JalaForMotionPretraining) -> None:
+    processor = tiny_processor()
+    images = [np.full((64, 64, 3), 120, dtype=np.uint8), np.zeros((48, 80, 3), dtype=np.uint8)]
+    generated = model.generate_motion(
+        images=images,
+        instructions=["pick up the red cup", "wave with the right hand"],
+        processor=processor,
+        num_chunks=2,
+        hands=("right",),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert generated.token_ids.shape == (2, 2, 2, K)
+    assert (generated.token_ids[:, :, 0] == IGNORE_TOKEN_ID).all()  # the left hand was not asked for
+    assert (generated.token_ids[:, :, 1] >= 0).all()
+    assert generated.motion.shape == (2, 2, 30, 162)
+    assert generated.joints.shape == (2, 2, 30, 21, 3)
+    assert (generated.motion[:, 0] == 0).all() and torch.isfinite(generated.motion).all()
+
+
+def _save(model: JalaForMotionPretraining, folder: Path) -> None:
+    model.config.register_for_auto_class()
+    model.register_for_auto_class("AutoModel")
+    model.save_pretrained(folder)
+    processor = tiny_processor()
+    processor.register_for_auto_class()
+    processor.save_pretrained(folder)
+
+
+_RELOAD = """
+import sys, torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoProcessor
+folder, batch_file, out_file = sys.argv[1:4]
+config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+assert type(model).__name__ == "JalaForMotionPretraining" and type(processor).__name__ == "JalaProcessor"
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+batch = load_file(batch_file)
+out = model.model(**{k: v for k, v in batch.items() if k != "labelled"})
+wrist, finger = model.motion_logits(out.motion_hidden_states)
+save_file({"wrist": wrist.contiguous(), "finger": finger.contiguous(), "z": out.latent_actions.contiguous()}, out_file)
+"""
+
+
+def test_save_then_load_in_a_fresh_process_gives_identical_logits(
+    model: JalaForMotionPretraining, tmp_path: Path
+) -> None:
+    folder = tmp_path / "jala"
+    _save(model, folder)
+    files = {path.name for path in folder.iterdir()}
+    assert {
+        "config.json",
+        "model.safetensors",
+        "modeling_jala.py",
+        "configuration_jala.py",
+        "perceiver_jala.py",
+    } <= files
+    assert {"processing_jala.py", "processor_config.json", "motion_tokenizer"} <= files
+    assert (folder / "motion_tokenizer" / "model.safetensors").exists()
+    assert not any(name.startswith("motion_tokenizer.") for name in load_file(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
+    assert config["auto_map"]["AutoModel"] == "modeling_jala.JalaForMotionPretraining"
+
+    batch = make_batch()
+    batch["motion_mask"] = torch.zeros_like(batch["motion_token_ids"], dtype=torch.bool)
+    save_file(
+        {k: v.contiguous().to(torch.int64) if v.dtype == torch.bool else v.contiguous() for k, v in batch.items()},
+        tmp_path / "batch.safetensors",
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RELOAD,
+            str(folder),
+            str(tmp_path / "batch.safetensors"),
+            str(tmp_path / "out.safetensors"),
+        ],
+        check=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    reloaded = load_file(tmp_path / "out.safetensors")
+    local = model.model(**{k: v for k, v in batch.items() if k != "labelled"})
+    wrist, finger = model.motion_logits(local.motion_hidden_states)
+    assert torch.equal(reloaded["wrist"], wrist) and torch.equal(reloaded["finger"], finger)
+    assert torch.equal(reloaded["z"], local.latent_actions)
+
+
+def test_loading_is_strict(model: JalaForMotionPretraining, tmp_path: Path) -> None:
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights.pop("wrist_head.weight")
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"missing keys .*wrist_head\.weight"):
+        JalaForMotionPretraining.from_pretrained(tmp_path)
+
+
+def test_missing_tokenizer_subfolder_is_an_error(model: JalaForMotionPretraining, tmp_path: Path) -> None:
+    model.save_pretrained(tmp_path)
+    for path in (tmp_path / "motion_tokenizer").iterdir():
+        path.unlink()
+    (tmp_path / "motion_tokenizer").rmdir()
+    with pytest.raises(OSError):
+        JalaForMotionPretraining.from_pretrained(tmp_path)

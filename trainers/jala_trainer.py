@@ -1,0 +1,123 @@
+"""`JalaPretrainTrainer`: the hybrid JALA loss in `transformers.Trainer`, with the decoupled EMA and latent health.
+
+* `compute_loss` runs `JalaForMotionPretraining` and keeps the MCP and alignment terms so they are logged
+  separately (averaged over the steps since the last log).
+* `DecoupledEmaCallback` calls `model.ema_step()` in `on_step_end`, i.e. once per optimizer step — not per
+  micro-batch — so gradient accumulation does not speed up the EMA; the EMA tensors are parameters, so checkpoints
+  and resume carry them.
+* Latent health, from h (predictive embeddings) and z (latent actions) at the valid motion slots: mean
+  per-dimension standard deviation, effective rank (Roy & Vetterli 2007) and mean cosine(h, z). Representation
+  collapse — every slot mapped to nearly the same vector, which trivially minimises |h - z| — shows as a
+  per-dimension std near 0 or an effective rank near 1, and is logged as a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import Trainer, TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+#: Below these, the latent space is treated as collapsed.
+COLLAPSE_STD = 1e-3
+COLLAPSE_EFFECTIVE_RANK = 2.0
+
+
+def effective_rank(vectors: Tensor) -> float:
+    """exp(entropy of the normalised singular values) of centred (M, D) vectors: 1 = all on a line."""
+    if vectors.shape[0] < 2:
+        return float("nan")
+    centred = vectors.float() - vectors.float().mean(0, keepdim=True)
+    singular = torch.linalg.svdvals(centred)
+    probabilities = singular / singular.sum().clamp_min(1e-12)
+    entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum()
+    return float(entropy.exp())
+
+
+def latent_health(predictive: Tensor, latent: Tensor | None, slot_mask: Tensor, max_vectors: int = 2048) -> dict:
+    """Health statistics of h (and z) at valid slots: (B, N, 2, K, H) tensors, (B, N, 2) slot mask."""
+    h = predictive.detach()[slot_mask].flatten(0, -2).float()
+    if h.shape[0] == 0:
+        return {}
+    sample = torch.randperm(h.shape[0], device=h.device)[:max_vectors]
+    report = {"h_std": float(h.std(0).mean()), "h_effective_rank": effective_rank(h[sample])}
+    if latent is not None:
+        z = latent.detach()[slot_mask].flatten(0, -2).float()
+        report["z_std"] = float(z.std(0).mean())
+        report["z_effective_rank"] = effective_rank(z[sample])
+        report["cosine_h_z"] = float(torch.nn.functional.cosine_similarity(h, z, dim=-1).mean())
+    return report
+
+
+def collapsed(report: dict) -> list[str]:
+    """Names of the health statistics that indicate collapse."""
+    problems = []
+    for name in ("h", "z"):
+        if report.get(f"{name}_std", 1.0) < COLLAPSE_STD:
+            problems.append(f"{name}_std={report[f'{name}_std']:.2e}")
+        rank = report.get(f"{name}_effective_rank", float("inf"))
+        if rank == rank and rank < COLLAPSE_EFFECTIVE_RANK:  # NaN-safe
+            problems.append(f"{name}_effective_rank={rank:.2f}")
+    return problems
+
+
+class DecoupledEmaCallback(TrainerCallback):
+    """One EMA update of the LAP/LSP after every optimizer step."""
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if model is None:
+            return
+        unwrapped = model.module if hasattr(model, "module") else model
+        unwrapped.ema_step()
+
+
+class JalaPretrainTrainer(Trainer):
+    """`Trainer` for `JalaForMotionPretraining`; pass the data collator that yields the model's batch dict."""
+
+    def __init__(self, *args: Any, health_every: int | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_callback(DecoupledEmaCallback())
+        self._terms: dict[str, list[float]] = defaultdict(list)
+        self.health_every = health_every
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        outputs = model(**inputs)
+        if model.training:
+            self._terms["mcp_loss"].append(float(outputs.mcp_loss))
+            self._terms["mcp_accuracy"].append(float(outputs.mcp_accuracy))
+            if outputs.align_loss is not None:
+                self._terms["align_loss"].append(float(outputs.align_loss))
+            every = self.health_every or self.args.logging_steps
+            if self.state.global_step % max(1, every) == 0:
+                report = latent_health(outputs.predictive_embeddings, outputs.latent_actions, outputs.slot_mask)
+                for key, value in report.items():
+                    self._terms[key].append(value)
+                problems = collapsed(report)
+                if problems:
+                    logger.warning(
+                        "latent collapse at step %d: %s. Lower the learning rate or align_weight, or check that "
+                        "the LAP sees different boundary frames.",
+                        self.state.global_step,
+                        ", ".join(problems),
+                    )
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self._terms and "loss" in logs:
+            for key, values in self._terms.items():
+                logs[key] = round(sum(values) / len(values), 6)
+            self._terms.clear()
+        super().log(logs, *args, **kwargs)
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys=None):
+        """Evaluation loss only: JALA's outputs are not logits a generic metric could use."""
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
