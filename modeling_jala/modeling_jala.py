@@ -474,6 +474,42 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         model.motion_tokenizer.to(model.device).eval()
         return loaded
 
+    @classmethod
+    def from_components(
+        cls,
+        backbone_name_or_path: str | Path,
+        ssl_encoder_name_or_path: str | Path,
+        motion_tokenizer_name_or_path: str | Path | None = None,
+        **config_kwargs: Any,
+    ) -> JalaForMotionPretraining:
+        """A new JALA model initialised from pretrained parts, as the paper starts: the VLM (e.g.
+        `OpenGVLab/InternVL3-2B-hf`), the frozen SSL encoder (e.g. a DINOv3 checkpoint) and a trained motion
+        tokenizer. New parts (motion embeddings and heads, perceivers) are freshly initialised; every pretrained
+        tensor must load (strict)."""
+        vlm = AutoModel.from_pretrained(backbone_name_or_path)
+        ssl_encoder = AutoModel.from_pretrained(ssl_encoder_name_or_path)
+        tokenizer = (
+            JalaMotionTokenizer.from_pretrained(motion_tokenizer_name_or_path)
+            if motion_tokenizer_name_or_path is not None
+            else None
+        )
+        if tokenizer is not None:
+            config_kwargs.setdefault("motion_tokenizer_config", tokenizer.config)
+        config = JalaConfig(
+            vlm_config=vlm.config,
+            ssl_encoder_config=ssl_encoder.config,
+            backbone_name_or_path=str(backbone_name_or_path),
+            ssl_encoder_name_or_path=str(ssl_encoder_name_or_path),
+            **config_kwargs,
+        )
+        model = cls(config)
+        model.model.vlm.load_state_dict(vlm.state_dict(), strict=True)
+        model.model.ssl_encoder.load_state_dict(ssl_encoder.state_dict(), strict=True)
+        if tokenizer is not None:
+            model.set_motion_tokenizer(tokenizer)
+        model.model.synchronize_perceivers()
+        return model
+
     def set_motion_tokenizer(self, tokenizer: JalaMotionTokenizer) -> None:
         """Install a trained tokenizer (its structure must match `config.motion_tokenizer_config`)."""
         mine, theirs = self.config.motion_tokenizer_config.to_dict(), tokenizer.config.to_dict()

@@ -353,3 +353,37 @@ def test_missing_tokenizer_subfolder_is_an_error(model: JalaForMotionPretraining
     (tmp_path / "motion_tokenizer").rmdir()
     with pytest.raises(OSError):
         JalaForMotionPretraining.from_pretrained(tmp_path)
+
+
+def test_from_components_loads_pretrained_backbone_encoder_and_tokenizer(tmp_path: Path) -> None:
+    from transformers import AutoModel, InternVLForConditionalGeneration
+
+    from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
+
+    config = tiny_jala_config()
+    torch.manual_seed(1)
+    vlm = InternVLForConditionalGeneration(config.vlm_config)  # a released VLM checkpoint has an LM head
+    vlm.save_pretrained(tmp_path / "vlm")
+    encoder = AutoModel.from_config(config.ssl_encoder_config)
+    encoder.save_pretrained(tmp_path / "ssl")
+    tokenizer = JalaMotionTokenizer(config.motion_tokenizer_config)
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+
+    model = JalaForMotionPretraining.from_components(
+        tmp_path / "vlm",
+        tmp_path / "ssl",
+        tmp_path / "tokenizer",
+        align_layer=2,
+        perceiver_hidden_size=32,
+        perceiver_num_heads=2,
+    )
+    assert model.config.backbone_name_or_path == str(tmp_path / "vlm")
+    torch.testing.assert_close(
+        model.model.vlm.language_model.layers[0].mlp.up_proj.weight,
+        vlm.model.language_model.layers[0].mlp.up_proj.weight,
+    )
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(model.model.ssl_encoder.state_dict()[name], tensor), name
+    for name, tensor in tokenizer.state_dict().items():
+        assert torch.equal(model.motion_tokenizer.state_dict()[name], tensor), name
+    assert torch.equal(model.model.lap.input_projection.weight, model.model.lsp.input_projection.weight)
