@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer, TrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,31 @@ class JalaPretrainTrainer(Trainer):
         self.add_callback(DecoupledEmaCallback())
         self._terms: dict[str, list[float]] = defaultdict(list)
         self.health_every = health_every
+
+    def _rank_aware_loader(self, dataset: Any, batch_size: int) -> DataLoader | None:
+        """A plain DataLoader for streams that split themselves per rank (UniHandStream).
+
+        `accelerator.prepare` would shard such a stream a second time (every rank keeping 1/world_size of its own
+        already-split batches), so these loaders bypass it; the Trainer still moves batches to the device.
+        """
+        if not isinstance(dataset, IterableDataset) or getattr(dataset, "world_size", None) != self.args.world_size:
+            return None
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+
+    def get_train_dataloader(self) -> DataLoader:
+        loader = self._rank_aware_loader(self.train_dataset, self._train_batch_size)
+        return loader if loader is not None else super().get_train_dataloader()
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        loader = self._rank_aware_loader(dataset, self.args.eval_batch_size)
+        return loader if loader is not None else super().get_eval_dataloader(eval_dataset)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None

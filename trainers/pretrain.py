@@ -1,0 +1,203 @@
+"""JALA pretraining: masked chunk prediction + latent-action alignment on UniHand-Mix.
+
+    python trainers/pretrain.py --dataset outputs/unihand_mix --motion_tokenizer outputs/motion_tokenizer \
+        --output_dir outputs/jala --structure tiny --max_steps 200
+    accelerate launch --config_file trainers/configs/ddp.yaml trainers/pretrain.py ...   # multi-GPU DDP
+    accelerate launch --config_file trainers/configs/fsdp.yaml trainers/pretrain.py ...  # FSDP
+    accelerate launch --config_file trainers/configs/deepspeed_zero2.yaml trainers/pretrain.py ...
+
+Starting points: `--model_name_or_path` continues from a JALA folder; `--backbone_name_or_path` +
+`--ssl_encoder_name_or_path` start from pretrained checkpoints (InternVL3-2B-hf, a DINOv3 ViT) as the paper does;
+otherwise `--structure tiny|paper` builds a randomly initialised model (with a word-level tokenizer made from the
+dataset's instructions when no processor is given). Defaults follow the paper: AdamW lr 3e-5, weight decay 0.05,
+betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0. The output folder is a Hub repo: config with auto_map,
+safetensors, the modeling code, the processor and the motion tokenizer subfolder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataset_scripts.collator import UniHandCollator
+from dataset_scripts.streaming import UniHandStream
+from modeling_jala.modeling_jala import JalaForMotionPretraining
+from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
+from modeling_jala.processing_jala import JalaProcessor
+from trainers.jala_trainer import JalaPretrainTrainer
+from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
+from trainers.pretrain_collator import JalaPretrainCollator
+
+logger = logging.getLogger("jala.pretrain")
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str | None = field(default=None, metadata={"help": "A JALA folder to continue from."})
+    backbone_name_or_path: str | None = field(
+        default=None, metadata={"help": "Pretrained VLM (e.g. InternVL3-2B-hf)."}
+    )
+    ssl_encoder_name_or_path: str | None = field(default=None, metadata={"help": "Pretrained DINOv3 / V-JEPA2."})
+    processor_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved JalaProcessor; default: the model folder's, or built."}
+    )
+    motion_tokenizer: str | None = field(default=None, metadata={"help": "Trained motion tokenizer folder."})
+    structure: str = field(default="tiny", metadata={"help": "Random-init structure: tiny or paper."})
+    variant: str = field(default="jala", metadata={"help": "jala, wo_align, wo_latent, wo_dec, jala_act, lapa."})
+    align_weight: float | None = field(default=None, metadata={"help": "λ (default 0.5; 0 for wo_align)."})
+    align_layer: int | None = field(default=None)
+    ema_decay: float | None = field(default=None)
+
+
+@dataclass
+class DataArguments:
+    dataset: list[str] = field(default_factory=list, metadata={"help": "UniHand-Mix repo folder(s)."})
+    lab_weight: float | None = field(default=None, metadata={"help": "Share of lab clips (default: by row count)."})
+    max_chunks: int = field(default=4, metadata={"help": "Chunks (seconds) per training clip."})
+    shuffle_buffer_size: int = field(default=1000)
+    eval_split: str | None = field(default="test_lab")
+    max_eval_samples: int = field(default=64)
+
+
+@dataclass
+class JalaTrainingArguments(TrainingArguments):
+    """TrainingArguments with the paper's optimisation defaults."""
+
+    learning_rate: float = field(default=3e-5)
+    weight_decay: float = field(default=0.05)
+    adam_beta2: float = field(default=0.95)
+    warmup_ratio: float = field(default=0.05)
+    lr_scheduler_type: str = field(default="cosine")
+    max_grad_norm: float = field(default=1.0)
+    remove_unused_columns: bool = field(default=False)
+    report_to: str | list[str] = field(default="none")
+    logging_steps: float = field(default=10)
+
+
+def _variant_overrides(args: ModelArguments) -> dict:
+    overrides = {"variant": args.variant}
+    if args.variant == "wo_align" and args.align_weight is None:
+        overrides["align_weight"] = 0.0
+    for name in ("align_weight", "align_layer", "ema_decay"):
+        if getattr(args, name) is not None:
+            overrides[name] = getattr(args, name)
+    return overrides
+
+
+def instructions_of(repos: list[str]) -> list[str]:
+    """Every instruction of the training split, for a from-scratch word-level tokenizer (held-out words -> <unk>)."""
+    stream = UniHandStream(repos, split="train", infinite=False, shuffle=False, columns=["instruction"], seed=0)
+    return [row["instruction"] for row in stream]
+
+
+def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments):
+    if model_args.model_name_or_path:
+        model = JalaForMotionPretraining.from_pretrained(model_args.model_name_or_path)
+        processor = JalaProcessor.from_pretrained(model_args.processor_name_or_path or model_args.model_name_or_path)
+        return model, processor
+    if model_args.motion_tokenizer is None:
+        raise ValueError(
+            "--motion_tokenizer is required for a new model (train one with trainers/train_tokenizer.py)."
+        )
+    if model_args.backbone_name_or_path:
+        if not model_args.ssl_encoder_name_or_path or not model_args.processor_name_or_path:
+            raise ValueError(
+                "starting from a backbone needs --ssl_encoder_name_or_path and --processor_name_or_path (a saved "
+                "JalaProcessor wrapping the backbone's tokenizer and image processor)."
+            )
+        model = JalaForMotionPretraining.from_components(
+            model_args.backbone_name_or_path,
+            model_args.ssl_encoder_name_or_path,
+            model_args.motion_tokenizer,
+            **_variant_overrides(model_args),
+        )
+        return model, JalaProcessor.from_pretrained(model_args.processor_name_or_path)
+    tokenizer_model = JalaMotionTokenizer.from_pretrained(model_args.motion_tokenizer)
+    if model_args.processor_name_or_path:
+        processor = JalaProcessor.from_pretrained(model_args.processor_name_or_path)
+        text_tokenizer = processor.tokenizer
+    else:
+        text_tokenizer = build_word_tokenizer(instructions_of(data_args.dataset))
+        processor = None
+    config = jala_structure(
+        model_args.structure,
+        vocab_size=len(text_tokenizer),
+        image_token_id=text_tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        tokenizer_config=tokenizer_model.config,
+        **_variant_overrides(model_args),
+    )
+    if processor is None:
+        processor = build_processor(
+            text_tokenizer,
+            image_size=config.vlm_config.vision_config.image_size[0],
+            ssl_image_size=config.ssl_encoder_config.image_size,
+            image_seq_length=image_seq_length(config),
+        )
+    model = JalaForMotionPretraining(config)
+    model.set_motion_tokenizer(tokenizer_model)
+    return model, processor
+
+
+def build_datasets(data_args: DataArguments, training_args: TrainingArguments, seed: int):
+    if not data_args.dataset:
+        raise ValueError("--dataset is required: one or more UniHand-Mix folders (python -m dataset_scripts build).")
+    domain_weights = None
+    if data_args.lab_weight is not None:
+        domain_weights = {"lab": data_args.lab_weight, "wild": 1.0 - data_args.lab_weight}
+    train = UniHandStream(
+        data_args.dataset,
+        split="train",
+        domain_weights=domain_weights,
+        shuffle_buffer_size=data_args.shuffle_buffer_size,
+        seed=seed,
+    )
+    evaluation = None
+    if data_args.eval_split and training_args.eval_strategy != "no":
+        evaluation = UniHandStream(data_args.dataset, split=data_args.eval_split, infinite=False, shuffle=False)
+    return train, evaluation
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = HfArgumentParser((ModelArguments, DataArguments, JalaTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    set_seed(training_args.seed)
+    model, processor = build_model_and_processor(model_args, data_args)
+    size = processor.image_processor.size
+    row_collator = UniHandCollator(
+        image_size=(size["height"], size["width"]), max_chunks=data_args.max_chunks, seed=training_args.seed
+    )
+    train, evaluation = build_datasets(data_args, training_args, training_args.seed)
+    trainer = JalaPretrainTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train,
+        eval_dataset=evaluation,
+        data_collator=JalaPretrainCollator(processor, row_collator),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        model.config.register_for_auto_class()
+        model.register_for_auto_class("AutoModel")
+        processor.register_for_auto_class()
+        trainer.save_model(str(output_dir))
+        processor.save_pretrained(output_dir)
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))
+    trainer.accelerator.wait_for_everyone()
+    return output_dir
+
+
+if __name__ == "__main__":
+    torch.set_float32_matmul_precision("high")
+    main()
