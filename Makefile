@@ -9,24 +9,30 @@ OUTPUT_DIR ?= outputs/quickstart
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+export MUJOCO_GL ?= egl
 
-.PHONY: setup quickstart test lint clean
+.PHONY: setup hand-tracking quickstart test lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned, so no resolver pulls a multi-GB CUDA build on a CPU machine.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,world]"
 	touch $@
 
 setup: $(BIN)/.installed
+
+# Optional: MediaPipe 0.10.21 hand tracking for real-video pseudo-labels. It declares numpy<2, which pip cannot
+# co-resolve with datasets>=4, so it goes in without its declared dependencies (see the requirements file).
+hand-tracking: setup
+	$(BIN)/python -m pip install --quiet --no-deps -r dataset_scripts/requirements-hand-tracking.txt
 
 quickstart: setup
 	$(BIN)/python trainers/train_tokenizer.py --output_dir $(OUTPUT_DIR)/motion_tokenizer --preset small --max_steps 1200 --max_minutes 8
 	$(BIN)/python -m trainers.tokenizer_demo $(OUTPUT_DIR)/motion_tokenizer
 
-test: setup
+test: hand-tracking
 	$(BIN)/python -m pytest -q
 
 lint: setup
