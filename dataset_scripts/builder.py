@@ -1,0 +1,743 @@
+"""Sources -> a UniHand-Mix dataset repo: validated rows in parquet shards that `load_dataset(dir)` reads as is.
+
+Layout written (a Hub dataset repo; no loading script):
+
+    DIR/README.md                                dataset card, YAML `configs:` lab / wild / all (dataset_scripts.card)
+    DIR/unihand_build.json                       what was built and how: sources, encoder, tokenizer, rejects
+    DIR/data/{domain}/{split}-{index:05d}.parquet
+
+Why it is shaped like this:
+
+* Every row passes `schema.validate_row` before it is written, so a shard never holds a row the trainer would
+  crash on hours later; a bad row is rejected with its id and field named. `on_error="raise"` stops at the first
+  bad row, `"skip"` logs it, counts it and goes on. Either way, whatever was written stays valid: shards are
+  written under a hidden temporary name and renamed once their parquet footer is on disk, the rows of the open
+  shard before the bad row are flushed, and the card is written for what exists.
+* Shards are split by domain and split so that the card's configs are plain globs (`data/lab/train-*`) and a
+  lab-only or wild-only run never opens the other domain's files. They roll over at a target size (~256 MB by
+  default: large enough for few files at the paper's scale, small enough for streaming), row groups are small
+  (<= 128 rows / 64 MB) because they are the unit of streaming reads and shuffling.
+* The `datasets` features are embedded in each file's parquet schema metadata, so `load_dataset` decodes images
+  and arrays with no other information.
+* Optional hooks add columns that would otherwise be recomputed every epoch: `ssl_features` from a frozen SSL
+  vision encoder (the LAP's input) and `motion_tokens` from a trained motion tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import inspect
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import datasets
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from dataset_scripts.schema import (
+    COLUMN_DOCS,
+    DOMAINS,
+    SPLITS,
+    RowValidationError,
+    num_chunks,
+    unihand_features,
+    validate_row,
+)
+from dataset_scripts.sources.base import ClipSource
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARD_BYTES = 256 * 2**20
+DEFAULT_ROW_GROUP_ROWS = 128
+DEFAULT_ROW_GROUP_BYTES = 64 * 2**20
+FOOTER_ALLOWANCE = 32 * 2**10
+#: Columns with parquet min/max statistics (cheap filters such as `labelled` or `source` in pyarrow / DuckDB).
+STATISTICS_COLUMNS = (
+    "id",
+    "source",
+    "domain",
+    "task_type",
+    "fps",
+    "num_frames",
+    "labelled",
+    "label_source",
+    "label_confidence",
+)
+#: Columns with repeating values, worth dictionary pages; every other column is written PLAIN.
+DICTIONARY_COLUMNS = ("source", "domain", "task_type", "label_source", "instruction")
+MOTION_LEAF = "motion.list.element.list.element.list.element"
+BUILD_INFO_FILE = "unihand_build.json"
+DATA_DIR = "data"
+#: Rejected rows listed by id in the build info (the count is always exact).
+MAX_LISTED_REJECTS = 200
+#: A test split holds the domain it is named after; `train` holds both.
+SPLIT_DOMAINS: dict[str, tuple[str, ...]] = {"train": DOMAINS, "test_lab": ("lab",), "test_wild": ("wild",)}
+#: Token ids are stored as int16, so codebooks must fit it; -100 marks a missing chunk or hand.
+IGNORE_TOKEN_ID = -100
+TOKENS_PER_CHUNK = 128
+
+
+def shard_path(domain: str, split: str, index: int) -> str:
+    """Repo-relative path of a shard; the card's configs glob these names."""
+    return f"{DATA_DIR}/{domain}/{split}-{index:05d}.parquet"
+
+
+def parse_size(text: str | int) -> int:
+    """'256MB', '200KB', '1.5GB' or a byte count -> bytes (powers of 1024)."""
+    if isinstance(text, int):
+        return text
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    try:
+        if value and value[-1] in units:
+            return int(float(value[:-1]) * units[value[-1]])
+        return int(float(value))
+    except ValueError:
+        raise ValueError(f"cannot read size {text!r}; write e.g. 256MB, 200KB or a byte count.") from None
+
+
+def _row_nbytes(row: Mapping[str, Any]) -> int:
+    """Approximate encoded size of a row (image bytes + arrays), for row-group and shard sizing."""
+    total = len(row["first_frame"].get("bytes") or b"") if isinstance(row["first_frame"], dict) else 0
+    for frame in row["boundary_frames"]:
+        total += len(frame.get("bytes") or b"") if isinstance(frame, dict) else 0
+    for name in ("motion", "ssl_features", "motion_tokens"):
+        value = row.get(name)
+        if value is not None:
+            total += np.asarray(value).nbytes
+    return total + 512
+
+
+def _jsonable(value: Any) -> Any:
+    """Best-effort JSON view of source options for the build record."""
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return repr(value)[:200]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Post-processing hooks
+# ------------------------------------------------------------------------------------------------------------
+
+
+class SslFeatureHook:
+    """Precompute frozen SSL-encoder features of every boundary frame (the LAP's input), stored as float16.
+
+    Why: the paper's LAP reads features of a frozen encoder (DINOv3 / V-JEPA2) for each chunk's boundary frames.
+    Running the encoder once at build time instead of every epoch takes it out of the training step entirely.
+
+    Args:
+        encoder_dir: a folder `transformers.AutoModel.from_pretrained` loads offline, holding an image encoder that
+            takes `pixel_values` (e.g. `DINOv3ViTModel`). An `AutoImageProcessor` saved in the same folder is
+            used when present; otherwise frames are resized to `config.image_size` and ImageNet-normalised.
+        token_selection: `all` keeps the encoder's output tokens as is (CLS, registers, patches), `patches` drops
+            the prefix tokens, `cls` keeps only the first token.
+        pool_grid: average-pool the patch tokens to a `pool_grid x pool_grid` grid (smaller rows, coarser
+            features); None keeps every patch.
+        batch_size: frames per encoder forward pass.
+    """
+
+    def __init__(
+        self,
+        encoder_dir: str | os.PathLike,
+        token_selection: Literal["all", "patches", "cls"] = "all",
+        pool_grid: int | None = None,
+        batch_size: int = 32,
+        device: str = "cpu",
+    ) -> None:
+        from transformers import AutoImageProcessor, AutoModel
+
+        if token_selection not in ("all", "patches", "cls"):
+            raise ValueError(f"token_selection must be all, patches or cls, got {token_selection!r}.")
+        self.encoder_dir = str(encoder_dir)
+        self.model = AutoModel.from_pretrained(self.encoder_dir).to(device).eval()
+        if "pixel_values" not in inspect.signature(self.model.forward).parameters:
+            raise ValueError(
+                f"{type(self.model).__name__} does not take `pixel_values`; only image encoders (e.g. DINOv3ViTModel) "
+                "are supported for precomputed features. Video encoders (V-JEPA2) need a per-clip path not built yet."
+            )
+        self.token_selection, self.pool_grid, self.batch_size, self.device = (
+            token_selection,
+            pool_grid,
+            batch_size,
+            device,
+        )
+        config = self.model.config
+        self.image_size = int(getattr(config, "image_size", 224))
+        self.patch_size = int(getattr(config, "patch_size", 16))
+        self.num_prefix_tokens = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
+        self.mean, self.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+        self.processor = None
+        try:
+            self.processor = AutoImageProcessor.from_pretrained(self.encoder_dir)
+        except (OSError, ValueError, ImportError) as error:
+            # DINOv3's processor needs torchvision; its saved settings are plain JSON, so honour them without it.
+            saved = Path(self.encoder_dir, "preprocessor_config.json")
+            settings = json.loads(saved.read_text()) if saved.exists() else {}
+            self.mean = tuple(settings.get("image_mean", self.mean))
+            self.std = tuple(settings.get("image_std", self.std))
+            size = settings.get("size") or {}
+            self.image_size = int(size.get("height", size.get("shortest_edge", self.image_size)))
+            logger.warning(
+                "image processor of %s not usable (%s); resizing frames to %d px and normalising with mean %s, std %s "
+                "(from %s).",
+                self.encoder_dir,
+                type(error).__name__,
+                self.image_size,
+                self.mean,
+                self.std,
+                saved.name if saved.exists() else "ImageNet defaults",
+            )
+        blank = Image.new("RGB", (self.image_size, self.image_size))
+        self.feature_shape: tuple[int, int] = tuple(self._encode([blank]).shape[1:])  # type: ignore[assignment]
+
+    def describe(self) -> dict[str, Any]:
+        """What the card and build record say about the encoder."""
+        return {
+            "encoder": self.encoder_dir,
+            "model_class": type(self.model).__name__,
+            "model_type": self.model.config.model_type,
+            "name_or_path": getattr(self.model.config, "_name_or_path", self.encoder_dir),
+            "image_size": self.image_size,
+            "preprocessing": type(self.processor).__name__ if self.processor else "resize + normalize (builder)",
+            "token_selection": self.token_selection,
+            "pool_grid": self.pool_grid,
+            "feature_shape": list(self.feature_shape),
+            "dtype": "float16",
+        }
+
+    def _pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        if self.processor is not None:
+            return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
+        size = (self.image_size, self.image_size)
+        array = np.stack([np.asarray(image.convert("RGB").resize(size, Image.BILINEAR)) for image in images])
+        pixels = torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
+        mean = torch.tensor(self.mean)[None, :, None, None]
+        std = torch.tensor(self.std)[None, :, None, None]
+        return (pixels - mean) / std
+
+    @torch.no_grad()
+    def _encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        pixels = self._pixel_values(images).to(self.device, dtype=self.model.dtype)
+        tokens = self.model(pixel_values=pixels).last_hidden_state  # (B, prefix + patches, D)
+        if self.token_selection == "cls":
+            return tokens[:, :1]
+        prefix, patches = tokens[:, : self.num_prefix_tokens], tokens[:, self.num_prefix_tokens :]
+        if self.pool_grid is not None:
+            side = int(round(patches.shape[1] ** 0.5))
+            if side * side != patches.shape[1]:
+                raise ValueError(f"pool_grid needs a square patch grid, got {patches.shape[1]} patch tokens.")
+            grid = patches.transpose(1, 2).reshape(len(patches), -1, side, side)
+            patches = torch.nn.functional.adaptive_avg_pool2d(grid, self.pool_grid).flatten(2).transpose(1, 2)
+        return patches if self.token_selection == "patches" else torch.cat([prefix, patches], dim=1)
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Set `ssl_features` (N + 1, P, D) float16 on every row."""
+        frames, owners = [], []
+        for index, row in enumerate(rows):
+            for frame in row["boundary_frames"]:
+                frames.append(_to_pil(frame))
+                owners.append(index)
+        outputs = [
+            self._encode(frames[start : start + self.batch_size]).float().cpu()
+            for start in range(0, len(frames), self.batch_size)
+        ]
+        features = torch.cat(outputs).numpy().astype(np.float16)
+        owners_array = np.asarray(owners)
+        for index, row in enumerate(rows):
+            row["ssl_features"] = features[owners_array == index]
+
+
+def _to_pil(image: Any) -> Image.Image:
+    import io
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, dict):
+        return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
+    return Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
+
+
+class MotionTokenHook:
+    """Pre-tokenize labelled motion with a trained `JalaMotionTokenizer`: `motion_tokens` (N, 2, 128) int16.
+
+    Why: masked chunk prediction trains on token ids; tokenizing at build time makes the tokenizer a data
+    dependency recorded in the card instead of a model loaded in every training process. Unlabelled rows (and
+    absent hands, and chunks past a clip's end) get -100, the ignore index.
+    """
+
+    def __init__(self, tokenizer_dir: str | os.PathLike, batch_size: int = 16, device: str = "cpu") -> None:
+        from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
+
+        self.tokenizer_dir = str(tokenizer_dir)
+        self.model = JalaMotionTokenizer.from_pretrained(self.tokenizer_dir).to(device).eval()
+        config = self.model.config
+        if config.tokens_per_chunk != TOKENS_PER_CHUNK:
+            raise ValueError(
+                f"the tokenizer in {tokenizer_dir} makes {config.tokens_per_chunk} tokens per chunk; the schema "
+                f"stores {TOKENS_PER_CHUNK} (the paper's layout). Use a tokenizer with 4 steps x 2 groups x 8 layers."
+            )
+        if config.codebook_size > np.iinfo(np.int16).max:
+            raise ValueError(f"codebook_size {config.codebook_size} does not fit the int16 motion_tokens column.")
+        self.batch_size, self.device = batch_size, device
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {
+            "tokenizer": self.tokenizer_dir,
+            "codebook_size": config.codebook_size,
+            "tokens_per_chunk": config.tokens_per_chunk,
+            "chunk_frames": config.chunk_frames,
+        }
+
+    def __call__(self, rows: Sequence[dict[str, Any]]) -> None:
+        for row in rows:
+            row["motion_tokens"] = np.full(
+                (num_chunks(int(row["num_frames"])), 2, TOKENS_PER_CHUNK), IGNORE_TOKEN_ID, dtype=np.int16
+            )
+        labelled = [row for row in rows if row["motion"] is not None]
+        for start in range(0, len(labelled), self.batch_size):
+            batch = labelled[start : start + self.batch_size]
+            lengths = [int(row["num_frames"]) for row in batch]
+            motion = torch.zeros(len(batch), 2, max(lengths), 162)
+            for index, row in enumerate(batch):
+                motion[index, :, : lengths[index]] = torch.from_numpy(np.asarray(row["motion"], np.float32)).transpose(
+                    0, 1
+                )
+            hand_mask = torch.tensor([list(row["hands_present"]) for row in batch], dtype=torch.bool)
+            ids = self.model.encode(motion.to(self.device), lengths=lengths, hand_mask=hand_mask.to(self.device)).ids
+            ids = ids.cpu().numpy()  # (B, 2, N_max, 128)
+            for index, row in enumerate(batch):
+                chunks = row["motion_tokens"].shape[0]
+                row["motion_tokens"] = ids[index, :, :chunks].transpose(1, 0, 2).astype(np.int16)
+
+
+def _check_hook_columns(row: Mapping[str, Any], ssl_shape: tuple[int, int] | None, with_tokens: bool) -> None:
+    """Validate the optional columns a hook (or a source) attached; validate_row covers the required ones."""
+    row_id = str(row["id"])
+    chunks = num_chunks(int(row["num_frames"]))
+    if ssl_shape is not None:
+        features = row.get("ssl_features")
+        if features is None or np.asarray(features).shape != (chunks + 1, *ssl_shape):
+            got = None if features is None else np.asarray(features).shape
+            raise RowValidationError(row_id, "ssl_features", f"shape {got}, expected ({chunks + 1}, *{ssl_shape}).")
+        if not np.isfinite(np.asarray(features, dtype=np.float32)).all():
+            raise RowValidationError(
+                row_id, "ssl_features", "non-finite values (float16 overflow?); check the encoder output scale."
+            )
+    elif row.get("ssl_features") is not None:
+        raise RowValidationError(row_id, "ssl_features", "present, but the build's first row had none.")
+    if with_tokens:
+        tokens = row.get("motion_tokens")
+        if tokens is None or np.asarray(tokens).shape != (chunks, 2, TOKENS_PER_CHUNK):
+            got = None if tokens is None else np.asarray(tokens).shape
+            raise RowValidationError(row_id, "motion_tokens", f"shape {got}, expected ({chunks}, 2, 128).")
+        tokens = np.asarray(tokens)
+        if not np.issubdtype(tokens.dtype, np.integer) or tokens.min() < IGNORE_TOKEN_ID:
+            raise RowValidationError(row_id, "motion_tokens", "must be integer ids >= 0, or -100 where missing.")
+    elif row.get("motion_tokens") is not None:
+        raise RowValidationError(row_id, "motion_tokens", "present, but the build's first row had none.")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Shard writing
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class ShardRecord:
+    path: str
+    domain: str
+    split: str
+    rows: int
+    bytes: int
+    row_groups: int
+
+
+class _ShardWriter:
+    """Rows of one (domain, split) -> rolling parquet shards, each valid on its own once closed."""
+
+    def __init__(
+        self,
+        root: Path,
+        domain: str,
+        split: str,
+        features: datasets.Features,
+        shard_bytes: int,
+        row_group_rows: int,
+        row_group_bytes: int,
+    ) -> None:
+        self.root, self.domain, self.split, self.features = root, domain, split, features
+        self.shard_bytes, self.row_group_rows, self.row_group_bytes = shard_bytes, row_group_rows, row_group_bytes
+        self.pending: list[dict[str, Any]] = []
+        self.pending_bytes = 0
+        self.index = 0
+        self.shards: list[ShardRecord] = []
+        self._file: BinaryIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._rows = self._groups = 0
+
+    def add(self, row: dict[str, Any], nbytes: int) -> None:
+        self.pending.append(row)
+        self.pending_bytes += nbytes
+        if len(self.pending) >= self.row_group_rows or self.pending_bytes >= self.row_group_bytes:
+            self.flush()
+
+    def _final_path(self) -> Path:
+        return self.root / shard_path(self.domain, self.split, self.index)
+
+    def _temp_path(self) -> Path:
+        final = self._final_path()
+        return final.with_name(f".{final.name}.incomplete")
+
+    def flush(self) -> None:
+        """Write pending rows as one row group; start a new shard first if they would overflow this one."""
+        if not self.pending:
+            return
+        projected = self.pending_bytes * 1.1 + FOOTER_ALLOWANCE  # parquet levels and footer add ~5-15 %
+        if self._file is not None and self._file.tell() + projected > self.shard_bytes:
+            self.close_shard()
+        if self._file is None:
+            self._final_path().parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self._temp_path(), "wb")  # noqa: SIM115 - closed in close_shard
+            # Measured on 1 MB rows (see benchmarks/unihand_streaming_speed.py): dictionary pages on the float and
+            # image columns made reads 4x slower, byte-stream-split float32 motion reads ~2x faster and compresses
+            # better; min/max statistics of JPEG bytes and motion lists are useless and cost ~15 % of the file.
+            # (float16 ssl_features stay PLAIN: byte-stream-split on float16 needs Arrow >= 16 to read.)
+            self._writer = pq.ParquetWriter(
+                self._file,
+                self.features.arrow_schema,
+                compression="zstd",
+                use_dictionary=[name for name in DICTIONARY_COLUMNS if name in self.features],
+                write_statistics=[name for name in STATISTICS_COLUMNS if name in self.features],
+                column_encoding={MOTION_LEAF: "BYTE_STREAM_SPLIT"},
+            )
+        table = datasets.Dataset.from_list(self.pending, features=self.features).data.table
+        self._writer.write_table(table, row_group_size=len(self.pending))
+        self._rows += len(self.pending)
+        self._groups += 1
+        self.pending, self.pending_bytes = [], 0
+
+    def close_shard(self) -> None:
+        if self._writer is None or self._file is None:
+            return
+        self._writer.close()
+        self._file.close()
+        final = self._final_path()
+        os.replace(self._temp_path(), final)
+        record = ShardRecord(
+            final.relative_to(self.root).as_posix(),
+            self.domain,
+            self.split,
+            self._rows,
+            final.stat().st_size,
+            self._groups,
+        )
+        self.shards.append(record)
+        logger.debug("wrote %s (%d rows, %.1f MB)", record.path, record.rows, record.bytes / 2**20)
+        self._writer, self._file, self._rows, self._groups = None, None, 0, 0
+        self.index += 1
+
+    def close(self) -> None:
+        self.flush()
+        self.close_shard()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Builder
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class BuildReport:
+    """What a build wrote and rejected."""
+
+    output_dir: Path
+    rows_written: Counter = dataclasses.field(default_factory=Counter)  # (domain, split) -> rows
+    rejected: Counter = dataclasses.field(default_factory=Counter)  # field -> rows
+    rejected_rows: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    shards: list[ShardRecord] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+    completed: bool = False
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows_written.values())
+
+
+class UniHandBuilder:
+    """Validates rows from sources and writes the repo (shards, build record, card, optional preview).
+
+    Args:
+        output_dir: repo directory; must not hold a previous build unless `overwrite=True`.
+        shard_bytes: target shard size (a shard is closed before a row group would push it past this).
+        on_error: `raise` stops at the first invalid row (after saving everything written before it); `skip`
+            logs and counts invalid rows and goes on.
+        ssl_hook / token_hook: optional `SslFeatureHook` / `MotionTokenHook` adding precomputed columns.
+        hook_batch_rows: rows per hook call (encoders are faster on batches).
+        row_group_rows / row_group_bytes: row-group limits; a row group is the unit of streaming reads.
+        preview: render `preview.png` (lab vs wild contact sheet) and link it from the card.
+        progress: show a tqdm bar per source.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        *,
+        shard_bytes: int | str = DEFAULT_SHARD_BYTES,
+        on_error: Literal["raise", "skip"] = "raise",
+        ssl_hook: SslFeatureHook | None = None,
+        token_hook: MotionTokenHook | None = None,
+        hook_batch_rows: int = 16,
+        row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+        row_group_bytes: int | str = DEFAULT_ROW_GROUP_BYTES,
+        overwrite: bool = False,
+        preview: bool = True,
+        progress: bool = True,
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
+        self.output_dir = Path(output_dir)
+        self.shard_bytes = parse_size(shard_bytes)
+        self.row_group_bytes = min(parse_size(row_group_bytes), max(1, self.shard_bytes // 4))
+        self.row_group_rows = row_group_rows
+        self.on_error, self.ssl_hook, self.token_hook = on_error, ssl_hook, token_hook
+        self.hook_batch_rows = hook_batch_rows if (ssl_hook or token_hook) else 1
+        self.overwrite, self.preview, self.progress = overwrite, preview, progress
+
+    # -------------------------------------------------------------- setup
+    def _prepare_output(self) -> None:
+        existing = list((self.output_dir / DATA_DIR).glob("**/*.parquet"))
+        if existing and not self.overwrite:
+            raise FileExistsError(
+                f"{self.output_dir} already holds {len(existing)} shards; pass overwrite=True (CLI: --overwrite) to "
+                "replace them, or choose another --output."
+            )
+        if existing:
+            shutil.rmtree(self.output_dir / DATA_DIR)
+            for name in ("README.md", BUILD_INFO_FILE, "preview.png"):
+                (self.output_dir / name).unlink(missing_ok=True)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def _resolve_schema(self, first_row: Mapping[str, Any]) -> None:
+        """Fix the optional columns from the hooks, or from what the first row carries (sources may add them)."""
+        if self.ssl_hook is not None:
+            self._ssl_shape: tuple[int, int] | None = tuple(self.ssl_hook.feature_shape)  # type: ignore[assignment]
+        elif first_row.get("ssl_features") is not None:
+            self._ssl_shape = tuple(np.asarray(first_row["ssl_features"]).shape[1:])  # type: ignore[assignment]
+        else:
+            self._ssl_shape = None
+        self._with_tokens = self.token_hook is not None or first_row.get("motion_tokens") is not None
+        self.features = unihand_features(self._ssl_shape, self._with_tokens)
+
+    # -------------------------------------------------------------- rows
+    def _validate(self, row: dict[str, Any]) -> str:
+        """Validate one source row in place (pops `split`); returns the split."""
+        row_id = str(row.get("id", "<no id>"))
+        split = row.pop("split", None)
+        if split not in SPLITS:
+            raise RowValidationError(row_id, "split", f"{split!r} is not one of {SPLITS}; sources must set it.")
+        passthrough_ssl = self._ssl_shape if self.ssl_hook is None else None
+        validate_row(row, passthrough_ssl)
+        if row["domain"] not in SPLIT_DOMAINS[split]:
+            raise RowValidationError(
+                row_id, "split", f"a {row['domain']} row cannot go to {split}; {split} holds {SPLIT_DOMAINS[split]}."
+            )
+        extra = set(row) - set(COLUMN_DOCS) - {"ssl_features", "motion_tokens"}
+        if extra:
+            raise RowValidationError(row_id, sorted(extra)[0], "not a schema column; drop it or add it to the schema.")
+        if row_id in self._ids:
+            raise RowValidationError(row_id, "id", "duplicate id; ids must be unique across the whole build.")
+        self._ids.add(row_id)
+        if self.ssl_hook is None and self.token_hook is None:
+            _check_hook_columns(row, self._ssl_shape, self._with_tokens)
+        return split
+
+    def _reject(self, error: RowValidationError) -> None:
+        self.report.rejected[error.field] += 1
+        if len(self.report.rejected_rows) < MAX_LISTED_REJECTS:
+            self.report.rejected_rows.append({"id": error.row_id, "field": error.field, "error": str(error)})
+        logger.warning("skipped %s", error)
+
+    def _flush_pending(self) -> None:
+        """Run the hooks on validated rows and hand them to the shard writers, in source order."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        rows = [row for row, _ in pending]
+        if self.ssl_hook is not None:
+            self.ssl_hook(rows)
+        if self.token_hook is not None:
+            self.token_hook(rows)
+        for row, split in pending:
+            if self.ssl_hook is not None or self.token_hook is not None:
+                try:
+                    _check_hook_columns(row, self._ssl_shape, self._with_tokens)
+                except RowValidationError as error:
+                    if self.on_error == "raise":
+                        raise
+                    self._reject(error)
+                    continue
+            key = (row["domain"], split)
+            if key not in self._writers:
+                self._writers[key] = _ShardWriter(
+                    self.output_dir,
+                    row["domain"],
+                    split,
+                    self.features,
+                    self.shard_bytes,
+                    self.row_group_rows,
+                    self.row_group_bytes,
+                )
+            self._writers[key].add(row, _row_nbytes(row))
+            self.report.rows_written[key] += 1
+
+    # -------------------------------------------------------------- main loop
+    def build(self, sources: Iterable[ClipSource], command: str | None = None) -> BuildReport:
+        """Write every row of every source; returns the report. Raises the first RowValidationError when
+        `on_error="raise"`, after closing the shards written so far and writing the card for them."""
+        sources = list(sources)
+        self._prepare_output()
+        self.report = BuildReport(self.output_dir)
+        self._writers: dict[tuple[str, str], _ShardWriter] = {}
+        self._pending: list[tuple[dict[str, Any], str]] = []
+        self._ids: set[str] = set()
+        self._ssl_shape, self._with_tokens = None, False
+        self.features: datasets.Features | None = None
+        start = time.perf_counter()
+        hook_failed = False
+        try:
+            for source in sources:
+                bar = tqdm(
+                    source.iter_rows(),
+                    total=source.estimated_rows(),
+                    desc=f"build {source.name}",
+                    unit="clip",
+                    disable=not self.progress,
+                    file=sys.stderr,
+                )
+                for row in bar:
+                    if self.features is None:
+                        self._resolve_schema(row)
+                    try:
+                        split = self._validate(row)
+                    except RowValidationError as error:
+                        if self.on_error == "raise":
+                            logger.error(
+                                "%s. The rows before it are saved in %s; fix the source, or build with "
+                                "on_error='skip' (CLI: --on-error skip) to leave such rows out.",
+                                error,
+                                self.output_dir,
+                            )
+                            raise
+                        self._reject(error)
+                        bar.set_postfix(rejected=sum(self.report.rejected.values()))
+                        continue
+                    self._pending.append((row, split))
+                    if len(self._pending) >= self.hook_batch_rows:
+                        hook_failed = True
+                        self._flush_pending()
+                        hook_failed = False
+            hook_failed = True
+            self._flush_pending()
+            hook_failed = False
+            self.report.completed = True
+        finally:
+            self._finish(drop_pending=hook_failed, command=command, sources=sources, start=start)
+        return self.report
+
+    def _finish(self, drop_pending: bool, command: str | None, sources: Sequence[ClipSource], start: float) -> None:
+        """Close every shard (valid parquet), write the build record and the card, whatever happened."""
+        try:
+            if not drop_pending:
+                self._flush_pending()
+        except Exception:  # a hook failing on the last rows must not lose the shards already written
+            logger.exception("could not write the last %d validated rows", len(self._pending))
+        if self._pending:
+            logger.error("dropped %d validated rows that did not reach a shard", len(self._pending))
+        for writer in self._writers.values():
+            writer.close()
+            self.report.shards.extend(writer.shards)
+        self.report.seconds = time.perf_counter() - start
+        self._write_build_info(command, sources)
+        try:
+            from dataset_scripts import card
+
+            if self.preview and self.report.total_rows:
+                card.render_preview(self.output_dir, self.output_dir / "preview.png")
+            card.write_card(self.output_dir)
+        except Exception:
+            logger.exception("could not write the dataset card for %s; run `python -m dataset_scripts info`", self)
+        rejected = sum(self.report.rejected.values())
+        logger.info(
+            "%s: %d rows in %d shards, %d rejected, %.1f s",
+            self.output_dir,
+            self.report.total_rows,
+            len(self.report.shards),
+            rejected,
+            self.report.seconds,
+        )
+
+    def _write_build_info(self, command: str | None, sources: Sequence[ClipSource]) -> None:
+        report = self.report
+        info = {
+            "format_version": 1,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "completed": report.completed,
+            "command": command,
+            "sources": [
+                {"name": getattr(source, "name", type(source).__name__), "options": _jsonable(vars(source))}
+                for source in sources
+            ],
+            "shard_bytes_target": self.shard_bytes,
+            "row_group_rows": self.row_group_rows,
+            "on_error": self.on_error,
+            "features": self.features.to_dict() if self.features is not None else None,
+            "ssl_encoder": self.ssl_hook.describe() if self.ssl_hook else None,
+            "motion_tokenizer": self.token_hook.describe() if self.token_hook else None,
+            "rows_written": report.total_rows,
+            "rejected": {
+                "count": sum(report.rejected.values()),
+                "by_field": dict(report.rejected),
+                "rows": report.rejected_rows,
+            },
+            "seconds": round(report.seconds, 2),
+            "versions": {
+                "python": sys.version.split()[0],
+                "datasets": datasets.__version__,
+                "torch": torch.__version__,
+                "numpy": np.__version__,
+            },
+        }
+        (self.output_dir / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def build_unihand(
+    output_dir: str | os.PathLike, sources: Iterable[ClipSource], command: str | None = None, **options: Any
+) -> BuildReport:
+    """One-call build: `build_unihand(dir, [source, ...], shard_bytes="64MB", on_error="skip")`."""
+    return UniHandBuilder(output_dir, **options).build(sources, command=command)
+
+
+def read_build_info(repo_dir: str | os.PathLike) -> dict[str, Any]:
+    """The build record, or {} for repos written by other tools."""
+    path = Path(repo_dir) / BUILD_INFO_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
