@@ -79,7 +79,6 @@ class JalaTrainingArguments(TrainingArguments):
     lr_scheduler_type: str = field(default="cosine")
     max_grad_norm: float = field(default=1.0)
     remove_unused_columns: bool = field(default=False)
-    report_to: str | list[str] = field(default="none")
     logging_steps: float = field(default=10)
 
 
@@ -95,7 +94,10 @@ def _variant_overrides(args: ModelArguments) -> dict:
 
 def instructions_of(repos: list[str]) -> list[str]:
     """Every instruction of the training split, for a from-scratch word-level tokenizer (held-out words -> <unk>)."""
-    stream = UniHandStream(repos, split="train", infinite=False, shuffle=False, columns=["instruction"], seed=0)
+    # Every rank must read the whole split (not its own part), or the ranks build different vocabularies.
+    stream = UniHandStream(
+        repos, split="train", infinite=False, shuffle=False, columns=["instruction"], rank=0, world_size=1
+    )
     return [row["instruction"] for row in stream]
 
 
@@ -191,6 +193,9 @@ def main(argv: list[str] | None = None) -> Path:
         model.register_for_auto_class("AutoModel")
         processor.register_for_auto_class()
         trainer.save_model(str(output_dir))
+        # The Hub folder holds no pickle: Trainer's training_args.bin becomes JSON.
+        (output_dir / "training_args.bin").unlink(missing_ok=True)
+        (output_dir / "training_args.json").write_text(training_args.to_json_string())
         processor.save_pretrained(output_dir)
         history = [entry for entry in trainer.state.log_history if "loss" in entry]
         (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))

@@ -1,0 +1,132 @@
+"""Pretraining end to end on a tiny UniHand-Mix repo: the CLI, the Hub folder, 2-process DDP on CPU, and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dataset_scripts.builder import build_unihand
+from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
+from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
+from tests.conftest import REPO_ROOT, TINY_TOKENIZER
+from tests.fixtures.unihand_factory import FixtureSource
+
+
+@pytest.fixture(scope="module")
+def pretrain_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A 40-clip fixture repo (lab + wild, labelled and not) and a tiny motion tokenizer with live codebooks."""
+    root = tmp_path_factory.mktemp("pretrain")
+    build_unihand(root / "repo", [FixtureSource(num_clips=40, seed=3)], progress=False, preview=False)
+    torch.manual_seed(0)
+    tokenizer = JalaMotionTokenizer(JalaMotionTokenizerConfig(**TINY_TOKENIZER))
+    tokenizer.train()
+    tokenizer(0.05 * torch.randn(8, 1, 15, 162), handedness=("right",))  # initialise the codebooks from data
+    tokenizer.save_pretrained(root / "tokenizer")
+    return root / "repo", root / "tokenizer"
+
+
+def run_pretrain(repo: Path, tokenizer: Path, output: Path, *extra: str) -> None:
+    command = [
+        sys.executable,
+        str(REPO_ROOT / "trainers" / "pretrain.py"),
+        f"--dataset={repo}",
+        f"--motion_tokenizer={tokenizer}",
+        f"--output_dir={output}",
+        "--structure=tiny",
+        "--per_device_train_batch_size=2",
+        "--max_chunks=2",
+        "--shuffle_buffer_size=8",
+        "--learning_rate=1e-3",
+        "--logging_steps=1",
+        "--eval_strategy=no",
+        "--seed=0",
+        *extra,
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+
+
+def step_losses(folder: Path) -> dict[int, float]:
+    state = (
+        json.loads((folder / "trainer_state.json").read_text()) if (folder / "trainer_state.json").exists() else None
+    )
+    history = state["log_history"] if state else json.loads((folder / "training_log.json").read_text())
+    return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+
+def test_pretrain_cli_writes_a_loadable_hub_folder(pretrain_inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    repo, tokenizer = pretrain_inputs
+    output = tmp_path / "jala"
+    run_pretrain(repo, tokenizer, output, "--max_steps=4", "--save_strategy=no")
+    files = {path.name for path in output.iterdir()}
+    assert {"config.json", "model.safetensors", "modeling_jala.py", "processor_config.json", "tokenizer.json"} <= files
+    assert "training_args.bin" not in files and "training_args.json" in files  # no pickle in the Hub folder
+    history = json.loads((output / "training_log.json").read_text())
+    logged = history[-1]
+    for key in ("mcp_loss", "align_loss", "h_std", "z_std", "h_effective_rank", "cosine_h_z"):
+        assert key in logged, logged
+    script = (
+        "import sys; from transformers import AutoModel, AutoProcessor; "
+        "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True); "
+        "p = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True); "
+        "print(type(m).__name__, type(p).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(output)], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "JalaForMotionPretraining JalaProcessor" in result.stdout
+
+
+def test_two_process_ddp_keeps_parameters_and_ema_identical(
+    pretrain_inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    repo, tokenizer = pretrain_inputs
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",  # torchrun launcher; the script asks for the CPU, so the ranks form a gloo group
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        str(REPO_ROOT / "tests" / "scripts" / "distributed_pretrain_steps.py"),
+        str(repo),
+        str(tokenizer),
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    rank0, rank1 = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), f"{name} differs between ranks"
+    # The EMA ran: the LSP queries moved toward the (trained) LAP queries, away from their initial copy.
+    assert not torch.equal(rank0["model.lsp.queries"], rank0["model.lap.queries"])
+
+
+def test_resume_continues_the_same_loss_trajectory(pretrain_inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    repo, tokenizer = pretrain_inputs
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    run_pretrain(repo, tokenizer, full, "--max_steps=6", "--save_strategy=steps", "--save_steps=3")
+    reference = step_losses(full / "checkpoint-6")
+    run_pretrain(
+        repo,
+        tokenizer,
+        resumed,
+        "--max_steps=6",
+        "--save_strategy=steps",
+        "--save_steps=3",
+        f"--resume_from_checkpoint={full / 'checkpoint-3'}",
+    )
+    continued = step_losses(resumed / "checkpoint-6")
+    assert set(reference) == set(range(1, 7))
+    for step in (4, 5, 6):
+        assert continued[step] == pytest.approx(reference[step], rel=1e-5), (step, continued, reference)
