@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
@@ -141,17 +141,42 @@ class MotionTokenEmbedding(nn.Module):
         return blocks + self.hand_embeddings.to(codes.dtype)[None, None, :, None, :]
 
 
-def block_causal_mask(block_ids: Tensor, key_valid: Tensor, dtype: torch.dtype) -> Tensor:
-    """(B, L) block index and key validity -> (B, 1, L, L) additive mask.
+def block_causal_mask(
+    block_ids: Tensor, key_valid: Tensor, dtype: torch.dtype, query_block_ids: Tensor | None = None
+) -> Tensor:
+    """Block ids of the keys (B, Lk) and key validity -> (B, 1, Lq, Lk) additive mask.
 
-    A query attends to a key iff the key's block is not later than the query's and the key is valid; each token
+    A query attends to a key iff the key's block is not later than the query's and the key is valid. Queries are
+    the last Lq positions (all of them by default; fewer when earlier keys come from a KV cache), and each query
     always sees itself, so padding rows never become all -inf (NaN in softmax).
     """
-    allowed = (block_ids[:, None, :] <= block_ids[:, :, None]) & key_valid[:, None, :]
-    allowed |= torch.eye(block_ids.shape[1], dtype=torch.bool, device=block_ids.device)[None]
+    if query_block_ids is None:
+        query_block_ids = block_ids
+    queries, keys = query_block_ids.shape[1], block_ids.shape[1]
+    allowed = (block_ids[:, None, :] <= query_block_ids[:, :, None]) & key_valid[:, None, :]
+    own_key = torch.arange(queries, device=block_ids.device) + (keys - queries)
+    allowed |= (torch.arange(keys, device=block_ids.device)[None, :] == own_key[:, None])[None]
     mask = torch.zeros(allowed.shape, dtype=dtype, device=block_ids.device)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[:, None]
+
+
+@dataclass
+class SequencePart:
+    """Embeddings of part of the sequence with what the attention mask and RoPE need to know about it."""
+
+    embeddings: Tensor  # (B, L, H)
+    block_ids: Tensor  # (B, L)
+    key_valid: Tensor  # (B, L)
+    position_ids: Tensor  # (B, L)
+
+    @staticmethod
+    def cat(parts: Sequence[SequencePart]) -> SequencePart:
+        return SequencePart(*(torch.cat([getattr(p, name) for p in parts], dim=1) for name in SequencePart.fields()))
+
+    @staticmethod
+    def fields() -> tuple[str, ...]:
+        return ("embeddings", "block_ids", "key_valid", "position_ids")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -316,6 +341,75 @@ class JalaModel(JalaPreTrainedModel):
             )
         return embeddings.masked_scatter(slots[..., None], image)
 
+    def context_part(
+        self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor | None, first_frame_features: Tensor
+    ) -> tuple[SequencePart, Tensor]:
+        """[instruction, v_1] (causal, one block per token) + the LSP tokens (one block); and the LSP tokens."""
+        prefix = self._prefix_embeddings(input_ids, pixel_values)
+        state_tokens = self.state_context(first_frame_features.to(prefix.dtype)).to(prefix.dtype)
+        batch, prefix_len = input_ids.shape
+        state_len = state_tokens.shape[1]
+        device = input_ids.device
+        prefix_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+        state_positions = prefix_positions[:, -1:] + 1 + torch.arange(state_len, device=device)[None]
+        block_ids = torch.cat(
+            [torch.arange(prefix_len, device=device), torch.full((state_len,), prefix_len, device=device)]
+        )
+        part = SequencePart(
+            embeddings=torch.cat([prefix, state_tokens], dim=1),
+            block_ids=block_ids[None].expand(batch, -1),
+            key_valid=torch.cat(
+                [attention_mask.bool(), torch.ones(batch, state_len, dtype=torch.bool, device=device)], dim=1
+            ),
+            position_ids=torch.cat([prefix_positions, state_positions], dim=1),
+        )
+        return part, state_tokens
+
+    def motion_part(
+        self, token_ids: Tensor, hidden: Tensor, slot_mask: Tensor, context: SequencePart, first_chunk: int
+    ) -> SequencePart:
+        """Chunks first_chunk .. first_chunk + n - 1 ((B, n, 2, K) ids) as sequence blocks after the context.
+
+        Absent hands and missing chunks are placeholders that no query may attend to.
+        """
+        batch, num_chunks = token_ids.shape[:2]
+        device = token_ids.device
+        embeddings = self.motion_embedding(token_ids, hidden | ~slot_mask[..., None])
+        block_tokens = embeddings.shape[3]
+        chunk_index = first_chunk + torch.arange(num_chunks, device=device)
+        if self.config.block_per_time_chunk:
+            blocks = chunk_index[:, None].expand(num_chunks, 2)
+        else:
+            blocks = 2 * chunk_index[:, None] + torch.arange(2, device=device)[None]
+        first_block = int(context.block_ids[0, -1]) + 1
+        length = num_chunks * 2 * block_tokens
+        first_position = context.position_ids[:, -1:] + 1 + first_chunk * 2 * block_tokens
+        return SequencePart(
+            embeddings=embeddings.flatten(1, 3).to(context.embeddings.dtype),
+            block_ids=(first_block + blocks[:, :, None].expand(-1, -1, block_tokens).flatten()).expand(batch, -1),
+            key_valid=slot_mask[:, :, :, None].expand(-1, -1, -1, block_tokens).flatten(1),
+            position_ids=first_position + torch.arange(length, device=device)[None],
+        )
+
+    def run_language_model(
+        self, embeddings: Tensor, mask: Tensor, position_ids: Tensor, cache: Any = None
+    ) -> tuple[Tensor, Tensor]:
+        """The VLM's decoder; returns the final hidden states and those of `align_layer` (predictive embeddings)."""
+        captured: dict[str, Tensor] = {}
+        layer = self.language_model.layers[self.config.align_layer - 1]
+        hook = layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("h", _first(out)))
+        try:
+            outputs = self.language_model(
+                inputs_embeds=embeddings,
+                attention_mask=mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=cache is not None,
+            )
+        finally:
+            hook.remove()
+        return outputs.last_hidden_state, captured["h"]
+
     def forward(
         self,
         input_ids: Tensor,
@@ -368,50 +462,13 @@ class JalaModel(JalaPreTrainedModel):
         chunk_mask, hands_present, motion_mask = chunk_mask.bool(), hands_present.bool(), motion_mask.bool()
         slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]  # (B, N, 2)
 
-        prefix = self._prefix_embeddings(input_ids, pixel_values)
-        state_tokens = self.state_context(ssl_features[:, 0].to(prefix.dtype))
-        motion = self.motion_embedding(motion_token_ids, motion_mask | ~slot_mask[..., None])
-        block_tokens = motion.shape[3]
-        sequence = torch.cat([prefix, state_tokens.to(prefix.dtype), motion.flatten(1, 3).to(prefix.dtype)], dim=1)
-
-        prefix_len, state_len = prefix.shape[1], state_tokens.shape[1]
-        chunk_index = torch.arange(num_chunks, device=device)
-        if self.config.block_per_time_chunk:
-            motion_blocks = chunk_index[:, None].expand(num_chunks, 2)
-        else:
-            motion_blocks = 2 * chunk_index[:, None] + torch.arange(2, device=device)[None]
-        motion_blocks = (motion_blocks[:, :, None].expand(-1, -1, block_tokens)).flatten()
-        block_ids = torch.cat(
-            [
-                torch.arange(prefix_len, device=device),
-                torch.full((state_len,), prefix_len, device=device),
-                prefix_len + 1 + motion_blocks,
-            ]
-        )[None].expand(batch, -1)
-        key_valid = torch.cat(
-            [
-                attention_mask.bool(),
-                torch.ones(batch, state_len, dtype=torch.bool, device=device),
-                slot_mask[:, :, :, None].expand(-1, -1, -1, block_tokens).flatten(1),
-            ],
-            dim=1,
-        )
-        mask = block_causal_mask(block_ids, key_valid, sequence.dtype)
-        prefix_positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-        rest = prefix_positions[:, -1:] + 1 + torch.arange(sequence.shape[1] - prefix_len, device=device)[None]
-        position_ids = torch.cat([prefix_positions, rest], dim=1)
-
-        captured: dict[str, Tensor] = {}
-        layer = self.language_model.layers[self.config.align_layer - 1]
-        hook = layer.register_forward_hook(lambda _m, _i, out: captured.__setitem__("h", _first(out)))
-        try:
-            outputs = self.language_model(
-                inputs_embeds=sequence, attention_mask=mask, position_ids=position_ids, use_cache=False
-            )
-        finally:
-            hook.remove()
-        hidden = outputs.last_hidden_state
-        motion_start = prefix_len + state_len
+        context, state_tokens = self.context_part(input_ids, attention_mask, pixel_values, ssl_features[:, 0])
+        motion = self.motion_part(motion_token_ids, motion_mask, slot_mask, context, first_chunk=0)
+        sequence = SequencePart.cat([context, motion])
+        mask = block_causal_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
+        hidden, align_hidden = self.run_language_model(sequence.embeddings, mask, sequence.position_ids)
+        block_tokens = tokens + 2
+        motion_start = context.embeddings.shape[1]
 
         def slots(states: Tensor) -> Tensor:
             blocks = states[:, motion_start:].view(batch, num_chunks, 2, block_tokens, -1)
@@ -423,7 +480,7 @@ class JalaModel(JalaPreTrainedModel):
         return JalaModelOutput(
             last_hidden_state=hidden,
             motion_hidden_states=slots(hidden),
-            predictive_embeddings=slots(captured["h"]),
+            predictive_embeddings=slots(align_hidden),
             latent_actions=latent,
             state_tokens=state_tokens,
             slot_mask=slot_mask,
@@ -759,39 +816,38 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         def repeat(tensor: Tensor | None) -> Tensor | None:
             return None if tensor is None else tensor.repeat_interleave(ensemble, dim=0)
 
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         tokens = self.config.motion_tokens_per_chunk
         runs = batch * ensemble
-        ids = torch.full((runs, num_chunks, 2, tokens), IGNORE_TOKEN_ID, dtype=torch.long, device=device)
         present = repeat(hands_present)
-        common = {
-            "input_ids": repeat(input_ids),
-            "attention_mask": repeat(attention_mask),
-            "pixel_values": repeat(pixel_values),
-            "hands_present": present,
-            "ssl_features": repeat(first_frame),
-            "compute_latent_actions": False,
-        }
+        ids = torch.full((runs, num_chunks, 2, tokens), IGNORE_TOKEN_ID, dtype=torch.long, device=device)
+        # The context (instruction, v_1, LSP) and every committed chunk go into a KV cache once; each decoding
+        # pass runs only the current chunk against it, then drops that chunk's keys again.
+        context, _ = self.model.context_part(
+            repeat(input_ids), repeat(attention_mask), repeat(pixel_values), repeat(first_frame)[:, 0]
+        )
+        cache = DynamicCache(config=self.config.vlm_config.get_text_config())
+        self.model.run_language_model(
+            context.embeddings,
+            block_causal_mask(context.block_ids, context.key_valid, context.embeddings.dtype),
+            context.position_ids,
+            cache=cache,
+        )
+        seen = context
         for k in range(num_chunks):
-            hidden = torch.ones(runs, 2, tokens, dtype=torch.bool, device=device)
-            hidden &= present[:, :, None]
+            hidden = present[:, :, None].expand(runs, 2, tokens).clone()
             total = hidden.flatten(1).sum(-1)
+            slot_mask = present[:, None, :]
             for step in range(steps):
-                current = ids[:, : k + 1].clone()
-                mask = torch.zeros_like(current, dtype=torch.bool)
-                mask[:, k] = hidden
-                outputs = self.model(
-                    motion_token_ids=current.clamp_min(0),
-                    motion_mask=mask,
-                    chunk_mask=torch.ones(runs, k + 1, dtype=torch.bool, device=device),
-                    **common,
-                )
-                wrist, finger = self.motion_logits(outputs.motion_hidden_states[:, k])
+                chunk = self.model.motion_part(ids[:, k : k + 1].clamp_min(0), hidden[:, None], slot_mask, context, k)
+                states = self._cached_chunk_states(chunk, seen, cache, keep=False)
+                wrist, finger = self.motion_logits(states)
                 logits = torch.cat([wrist, finger], dim=2).float()  # (runs, 2, K, V)
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
                 sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
-                confidence = probs.gather(-1, sampled[..., None])[..., 0]
-                confidence = confidence.masked_fill(~hidden, -1.0)
-                # Cosine schedule: the fraction still hidden after this pass.
+                confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~hidden, -1.0)
+                # Cosine schedule: how many slots stay hidden after this pass.
                 remaining = torch.floor(total * math.cos(math.pi / 2 * (step + 1) / steps)).long()
                 commit = (hidden.flatten(1).sum(-1) - remaining).clamp_min(0)
                 order = confidence.flatten(1).argsort(dim=-1, descending=True)
@@ -801,6 +857,10 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 ids[:, k] = torch.where(chosen, sampled, ids[:, k])
                 hidden &= ~chosen
             ids[:, k] = torch.where(present[:, :, None], ids[:, k], IGNORE_TOKEN_ID)
+            if k + 1 < num_chunks:  # commit the decided chunk to the cache
+                chunk = self.model.motion_part(ids[:, k : k + 1].clamp_min(0), hidden[:, None], slot_mask, context, k)
+                self._cached_chunk_states(chunk, seen, cache, keep=True)
+                seen = SequencePart.cat([seen, chunk])
 
         motion = self.decode_tokens(ids, present)  # (runs, 2, T, 162)
         motion = motion.view(batch, ensemble, *motion.shape[1:]).mean(1)
@@ -808,6 +868,20 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         return JalaMotionGeneration(
             token_ids=ids.view(batch, ensemble, *ids.shape[1:])[:, 0], motion=motion, joints=joints
         )
+
+    def _cached_chunk_states(self, chunk: SequencePart, seen: SequencePart, cache: Any, keep: bool) -> Tensor:
+        """Run one chunk ((B, 2 (K + 2), H)) against the cached sequence `seen`; its final states at the 2 x K
+        motion slots, (B, 2, K, H). Unless `keep`, the chunk's keys are removed from the cache afterwards."""
+        mask = block_causal_mask(
+            torch.cat([seen.block_ids, chunk.block_ids], dim=1),
+            torch.cat([seen.key_valid, chunk.key_valid], dim=1),
+            chunk.embeddings.dtype,
+            query_block_ids=chunk.block_ids,
+        )
+        hidden, _ = self.model.run_language_model(chunk.embeddings, mask, chunk.position_ids, cache=cache)
+        if not keep:
+            cache.crop(-chunk.embeddings.shape[1])
+        return hidden.view(hidden.shape[0], 2, -1, hidden.shape[-1])[:, :, 1:-1]
 
     def decode_tokens(self, ids: Tensor, hands_present: Tensor) -> Tensor:
         """(B, N, 2, K) ids -> (B, 2, N * 15, 162) motion through the frozen tokenizer (absent hands: zeros)."""

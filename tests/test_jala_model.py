@@ -387,3 +387,33 @@ def test_from_components_loads_pretrained_backbone_encoder_and_tokenizer(tmp_pat
     for name, tensor in tokenizer.state_dict().items():
         assert torch.equal(model.motion_tokenizer.state_dict()[name], tensor), name
     assert torch.equal(model.model.lap.input_projection.weight, model.model.lsp.input_projection.weight)
+
+
+def test_cached_chunk_decoding_matches_the_full_forward(model: JalaForMotionPretraining) -> None:
+    from transformers import DynamicCache
+
+    from modeling_jala.modeling_jala import SequencePart
+
+    batch = make_batch()
+    ids = batch["motion_token_ids"]
+    hidden = torch.zeros_like(ids, dtype=torch.bool)
+    hidden[:, 2] = torch.rand(ids[:, 2].shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    inputs = {k: v for k, v in batch.items() if k != "labelled"}
+    full = model.model(**inputs, motion_mask=hidden).motion_hidden_states[:, 2]
+
+    inner = model.model
+    features = inner.ssl_features(batch["ssl_pixel_values"][:, :1])
+    context, _ = inner.context_part(batch["input_ids"], batch["attention_mask"], batch["pixel_values"], features[:, 0])
+    cache = DynamicCache(config=model.config.vlm_config.get_text_config())
+    mask = block_causal_mask(context.block_ids, context.key_valid, context.embeddings.dtype)
+    inner.run_language_model(context.embeddings, mask, context.position_ids, cache=cache)
+    slots = torch.ones(2, 1, 2, dtype=torch.bool)
+    seen = context
+    for k in range(2):
+        chunk = inner.motion_part(ids[:, k : k + 1], hidden[:, k : k + 1], slots, context, k)
+        model._cached_chunk_states(chunk, seen, cache, keep=True)
+        seen = SequencePart.cat([seen, chunk])
+    target = inner.motion_part(ids[:, 2:3], hidden[:, 2:3], slots, context, 2)
+    cached = model._cached_chunk_states(target, seen, cache, keep=False)
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
+    assert cache.get_seq_length() == seen.embeddings.shape[1]  # the probe pass left no keys behind

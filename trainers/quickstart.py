@@ -1,0 +1,181 @@
+"""The whole JALA pipeline on embedded default data, on a CPU, in minutes (`make quickstart`).
+
+1. Build a mini UniHand-Mix from the procedural hand world (lab + wild, held-out test_lab / test_wild scenes).
+2. Train the motion tokenizer briefly on its labelled motion.
+3. Pretrain a tiny JALA (InternVL + DINOv3 structure at small widths) with masked chunk prediction + alignment.
+4. Generate motion for held-out clips from the first frame and instruction; print MPJPE / PA-MPJPE / MWTE / MDE.
+5. Reload the saved Hub folder with `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process
+   and check it reproduces the in-process outputs.
+
+    python -m trainers.quickstart --output_dir outputs/quickstart
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dataset_scripts.builder import build_unihand
+from dataset_scripts.sources.synthetic import SyntheticSource
+from modeling_jala.modeling_jala import JalaForMotionPretraining
+from modeling_jala.processing_jala import JalaProcessor
+from trainers import pretrain, train_tokenizer
+from trainers.evaluate_motion import evaluate_generation, format_table
+
+logger = logging.getLogger("jala.quickstart")
+
+_RELOAD_CHECK = """
+import sys
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoProcessor
+model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained(sys.argv[1], trust_remote_code=True)
+assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+out = model.model(**load_file(sys.argv[2]))
+save_file({"h": out.predictive_embeddings.contiguous()}, sys.argv[3])
+print(type(model).__name__, type(processor).__name__)
+"""
+
+
+def build_data(folder: Path, clips: dict[str, int], seed: int) -> None:
+    if (folder / "README.md").exists():
+        logger.info("reusing %s", folder)
+        return
+    sources = [
+        SyntheticSource(domain="lab", split="train", num_clips=clips["lab"], seed=seed, workers=2),
+        SyntheticSource(domain="wild", split="train", num_clips=clips["wild"], seed=seed + 1, workers=2),
+        SyntheticSource(domain="lab", split="test_lab", num_clips=clips["test"], seed=seed + 2, workers=2),
+        SyntheticSource(domain="wild", split="test_wild", num_clips=clips["test"], seed=seed + 3, workers=2),
+    ]
+    build_unihand(folder, sources)
+
+
+def check_reload(folder: Path, model: JalaForMotionPretraining, processor: JalaProcessor, scratch: Path) -> str:
+    """Run the saved folder through AutoModel in a fresh process; its h must equal the in-process model's."""
+    import numpy as np
+
+    inputs = processor(images=[np.full((64, 64, 3), 128, dtype=np.uint8)], text=["pick up the cup"])
+    k = model.config.motion_tokens_per_chunk
+    batch = {
+        "input_ids": inputs["input_ids"],
+        "attention_mask": inputs["attention_mask"],
+        "pixel_values": inputs["pixel_values"],
+        "ssl_pixel_values": inputs["ssl_pixel_values"][:, None].repeat(1, 3, 1, 1, 1),
+        "motion_token_ids": torch.zeros(1, 2, 2, k, dtype=torch.long),
+    }
+    save_file({key: value.contiguous() for key, value in batch.items()}, scratch / "reload_inputs.safetensors")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RELOAD_CHECK,
+            str(folder),
+            str(scratch / "reload_inputs.safetensors"),
+            str(scratch / "reload_outputs.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=scratch,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"reloading {folder} with AutoModel failed:\n{result.stderr[-3000:]}")
+    with torch.no_grad():
+        local = model.eval().model(**batch).predictive_embeddings
+    if not torch.equal(load_file(scratch / "reload_outputs.safetensors")["h"], local):
+        raise RuntimeError("the reloaded model's outputs differ from the trained model's")
+    return result.stdout.strip()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", type=Path, default=Path("outputs/quickstart"))
+    parser.add_argument("--lab_clips", type=int, default=400)
+    parser.add_argument("--wild_clips", type=int, default=400)
+    parser.add_argument("--test_clips", type=int, default=40)
+    parser.add_argument("--tokenizer_steps", type=int, default=800)
+    parser.add_argument("--pretrain_steps", type=int, default=300)
+    parser.add_argument("--eval_clips", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    out = args.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    started = time.monotonic()
+    data = out / "unihand_mix"
+    build_data(data, {"lab": args.lab_clips, "wild": args.wild_clips, "test": args.test_clips}, args.seed)
+    timings["build_data_min"] = (time.monotonic() - started) / 60
+
+    started = time.monotonic()
+    tokenizer_dir = out / "motion_tokenizer"
+    tokenizer_report = train_tokenizer.main(
+        [
+            f"--output_dir={tokenizer_dir}",
+            "--preset=small",
+            f"--dataset={data}",
+            "--dataset_config=all",
+            "--eval_split=test_lab",
+            f"--max_steps={args.tokenizer_steps}",
+            f"--seed={args.seed}",
+        ]
+    )
+    timings["train_tokenizer_min"] = (time.monotonic() - started) / 60
+
+    started = time.monotonic()
+    jala_dir = out / "jala"
+    pretrain.main(
+        [
+            f"--dataset={data}",
+            f"--motion_tokenizer={tokenizer_dir}",
+            f"--output_dir={jala_dir}",
+            "--structure=tiny",
+            f"--max_steps={args.pretrain_steps}",
+            "--per_device_train_batch_size=8",
+            "--max_chunks=4",
+            "--learning_rate=1e-3",
+            "--warmup_ratio=0.05",
+            "--logging_steps=25",
+            "--save_strategy=no",
+            "--eval_strategy=no",
+            f"--seed={args.seed}",
+            "--disable_tqdm=false",
+        ]
+    )
+    timings["pretrain_min"] = (time.monotonic() - started) / 60
+
+    started = time.monotonic()
+    model = JalaForMotionPretraining.from_pretrained(jala_dir)
+    processor = JalaProcessor.from_pretrained(jala_dir)
+    results = {
+        split: evaluate_generation(model, processor, data, split, max_clips=args.eval_clips, seed=args.seed)
+        for split in ("test_lab", "test_wild")
+    }
+    timings["evaluate_min"] = (time.monotonic() - started) / 60
+    reload_message = check_reload(jala_dir, model, processor, out)
+
+    summary = {
+        "timings_min": {key: round(value, 2) for key, value in timings.items()},
+        "tokenizer": {key: round(value, 3) for key, value in tokenizer_report.items()},
+        "generation": results,
+    }
+    (out / "quickstart_results.json").write_text(json.dumps(summary, indent=2))
+    print(format_table(results, title=f"JALA quickstart ({args.pretrain_steps} pretraining steps on CPU)"))
+    print(
+        f"\nHub folder: {jala_dir} (reloaded with AutoModel in a fresh process: {reload_message}, outputs identical)"
+    )
+    print(f"timings (minutes): {summary['timings_min']}")
+    return summary
+
+
+if __name__ == "__main__":
+    main()
