@@ -31,6 +31,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_jala import JalaConfig
 from .hand_jala import JOINTS_XYZ, NUM_JOINTS
+from .lapa_jala import LatentActionQuantizer
 from .motion_tokenizer_jala import IGNORE_TOKEN_ID, JalaMotionTokenizer
 from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
 from .strict_loading_jala import StrictLoadingMixin
@@ -75,6 +76,8 @@ class JalaPretrainingOutput(ModelOutput):
         loss: mcp_weight * L_MCP + λ * L_align (the terms that apply to the variant).
         mcp_loss: cross-entropy on masked motion tokens of labelled clips (0 when none are masked).
         align_loss: mean |h - z| over motion slots of present hands (None without latent actions).
+        latent_code_loss: LAPA† only — cross-entropy of the VLM's latent-code predictions (pseudo-labels).
+        latent_reconstruction_loss: LAPA† only — the forward model's next-frame feature error + VQ terms.
         mcp_accuracy: accuracy of the masked-token predictions.
         num_masked_tokens: masked tokens that entered L_MCP.
         motion_mask: (B, N, 2, K) which slots were placeholders.
@@ -84,6 +87,8 @@ class JalaPretrainingOutput(ModelOutput):
     loss: Tensor | None = None
     mcp_loss: Tensor | None = None
     align_loss: Tensor | None = None
+    latent_code_loss: Tensor | None = None
+    latent_reconstruction_loss: Tensor | None = None
     mcp_accuracy: Tensor | None = None
     num_masked_tokens: Tensor | None = None
     motion_mask: Tensor | None = None
@@ -207,6 +212,10 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         elif isinstance(module, LatentPerceiver):
             init.normal_(module.queries, std=std)
             init.normal_(module.frame_embedding, std=std)
+        elif isinstance(module, LatentActionQuantizer):
+            codebook_size = module.codebook.num_embeddings
+            init.uniform_(module.codebook.weight, -1.0 / codebook_size, 1.0 / codebook_size)
+            init.normal_(module.code_hand_embedding, std=std)
         elif isinstance(module, nn.MultiheadAttention):
             init.xavier_uniform_(module.in_proj_weight)
             init.zeros_(module.in_proj_bias)
@@ -243,6 +252,16 @@ class JalaModel(JalaPreTrainedModel):
         }
         self.lsp = LatentPerceiver(**perceiver_kwargs)
         self.lap = LatentPerceiver(**perceiver_kwargs) if config.uses_latent_actions else None
+        self.lapa = None
+        if config.variant == "lapa":
+            self.lapa = LatentActionQuantizer(
+                feature_dim=config.ssl_encoder_config.hidden_size,
+                width=config.perceiver_hidden_size,
+                num_queries=tokenizer_config.tokens_per_chunk,
+                num_layers=config.perceiver_num_layers,
+                num_heads=config.perceiver_num_heads,
+                codebook_size=config.lapa_codebook_size,
+            )
         self.post_init()
         self.ssl_encoder.requires_grad_(False)
         self.synchronize_perceivers()
@@ -507,6 +526,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         hidden = config.hidden_size
         self.wrist_head = nn.Linear(hidden, tokenizer_config.codebook_size)
         self.finger_head = nn.Linear(hidden, tokenizer_config.codebook_size)
+        self.latent_code_head = nn.Linear(hidden, config.lapa_codebook_size) if config.variant == "lapa" else None
         self.motion_tokenizer = JalaMotionTokenizer(tokenizer_config)
         self.post_init()
         self.motion_tokenizer.requires_grad_(False)
@@ -679,6 +699,10 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             motion_mask = self.sample_motion_mask(slot_mask, labelled, generator)
         # Unlabelled clips never show their (pseudo-)tokens: they are placeholders throughout.
         motion_mask = motion_mask | ~labelled[:, None, None, None]
+        if ssl_features is None:
+            if ssl_pixel_values is None:
+                raise ValueError("pass ssl_features (precomputed) or ssl_pixel_values (frames for the SSL encoder).")
+            ssl_features = self.model.ssl_features(ssl_pixel_values)
 
         outputs = self.model(
             input_ids=input_ids,
@@ -689,7 +713,6 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             chunk_mask=chunk_mask,
             hands_present=hands_present,
             ssl_features=ssl_features,
-            ssl_pixel_values=ssl_pixel_values,
         )
         slot_mask = outputs.slot_mask
         targets_mask = motion_mask & slot_mask[..., None] & labelled[:, None, None, None]
@@ -722,10 +745,20 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             weights = align_slots[..., None].to(difference.dtype).expand_as(difference)
             align_loss = (difference * weights).sum() / weights.sum().clamp_min(1)
             loss = loss + self.config.align_weight * align_loss
+        code_loss = reconstruction_loss = None
+        if self.model.lapa is not None and ssl_features.shape[1] == chunk_mask.shape[1] + 1:
+            latent = self.model.lapa(ssl_features.to(outputs.motion_hidden_states.dtype), chunk_mask)
+            code_slots = slot_mask[..., None].expand_as(latent.codes)
+            code_logits = self.latent_code_head(outputs.motion_hidden_states[code_slots])
+            code_loss = F.cross_entropy(code_logits.float(), latent.codes[code_slots].detach())
+            reconstruction_loss = latent.reconstruction_loss + latent.commitment_loss
+            loss = loss + self.config.align_weight * code_loss + reconstruction_loss
         return JalaPretrainingOutput(
             loss=loss,
             mcp_loss=mcp_loss.detach(),
             align_loss=None if align_loss is None else align_loss.detach(),
+            latent_code_loss=None if code_loss is None else code_loss.detach(),
+            latent_reconstruction_loss=None if reconstruction_loss is None else reconstruction_loss.detach(),
             mcp_accuracy=accuracy,
             num_masked_tokens=num_masked,
             motion_mask=motion_mask,

@@ -417,3 +417,17 @@ def test_cached_chunk_decoding_matches_the_full_forward(model: JalaForMotionPret
     cached = model._cached_chunk_states(target, seen, cache, keep=False)
     torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
     assert cache.get_seq_length() == seen.embeddings.shape[1]  # the probe pass left no keys behind
+
+
+def test_lapa_variant_learns_latent_codes_from_every_clip() -> None:
+    torch.manual_seed(0)
+    model = JalaForMotionPretraining(tiny_jala_config(variant="lapa")).train()
+    assert model.model.lap is None and model.model.lapa is not None
+    outputs = model(**make_batch(labelled=(False, False)))
+    assert int(outputs.num_masked_tokens) == 0 and outputs.align_loss is None
+    assert float(outputs.latent_code_loss) > 0 and float(outputs.latent_reconstruction_loss) > 0
+    outputs.loss.backward()
+    grads = {name for name, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert {"latent_code_head.weight", "model.lapa.idm.queries", "model.lapa.fdm_output.1.weight"} <= grads
+    assert "model.lapa.codebook.weight" in grads  # the VQ codebook loss trains the codes
+    assert any(name.startswith("model.vlm.language_model.") for name in grads)
