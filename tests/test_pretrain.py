@@ -66,6 +66,8 @@ def test_pretrain_cli_writes_a_loadable_hub_folder(pretrain_inputs: tuple[Path, 
     run_pretrain(repo, tokenizer, output, "--max_steps=4", "--save_strategy=no")
     files = {path.name for path in output.iterdir()}
     assert {"config.json", "model.safetensors", "modeling_jala.py", "processor_config.json", "tokenizer.json"} <= files
+    assert {"README.md", "training_curve.png"} <= files
+    assert (output / "README.md").read_text().startswith("---\nlibrary_name: transformers")
     assert "training_args.bin" not in files and "training_args.json" in files  # no pickle in the Hub folder
     history = json.loads((output / "training_log.json").read_text())
     logged = history[-1]

@@ -78,3 +78,73 @@ lab data; the numbers above come from the data named below and are not directly 
     path = Path(output_dir) / "README.md"
     path.write_text(card)
     return path
+
+
+def write_jala_card(
+    output_dir: Path, config, history: list[dict], training_args: dict, results: dict | None = None
+) -> Path:
+    """README.md of a pretrained JALA folder: what it is, how to load and use it, how it was trained."""
+    text = config.vlm_config.get_text_config()
+    last = history[-1] if history else {}
+    curve = "\n".join(
+        f"| {entry['step']} | {entry['loss']:.4f} | {entry.get('mcp_loss', float('nan')):.4f} | "
+        f"{entry.get('align_loss', float('nan')):.4f} |"
+        for entry in history
+    )
+    evaluation = ""
+    if results:
+        rows = "\n".join(
+            f"| {split} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} | {r['mwte_mm']:.1f} | {r['mde_deg']:.1f} |"
+            for split, r in results.items()
+        )
+        evaluation = (
+            "\n## Generation on held-out clips\n\nFirst frame + instruction only; millimetres / degrees.\n\n"
+            "| split | MPJPE | PA-MPJPE | MWTE | MDE |\n|---|---|---|---|---|\n" + rows + "\n"
+        )
+    card = f"""---
+library_name: transformers
+license: apache-2.0
+pipeline_tag: robotics
+tags:
+- jala
+- vision-language-action
+- hand-motion
+- latent-actions
+---
+
+# JALA ({config.variant}) — Joint-Aligned Latent Action pretraining
+
+A [JALA]({PAPER}) model: a VLM ({config.vlm_config.model_type}, {text.num_hidden_layers} decoder layers, width
+{text.hidden_size}) that predicts MANO-D162 hand-motion chunks from an instruction and a first frame, pretrained
+with masked chunk prediction and alignment of its layer-{config.align_layer} predictive embeddings to latent actions
+from a frozen {config.ssl_encoder_config.model_type} encoder (λ = {config.align_weight}, EMA α = {config.ema_decay}).
+
+## Usage
+
+```python
+from transformers import AutoModel, AutoProcessor
+
+model = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True).eval()
+processor = AutoProcessor.from_pretrained("path/to/this/folder", trust_remote_code=True)
+out = model.generate_motion(images=[first_frame], instructions=["pick up the red cup"], processor=processor,
+                            num_chunks=4, hands=("right",))
+out.motion   # (1, 2, 60, 162) MANO-D162 for (left, right); out.joints: (1, 2, 60, 21, 3) metres
+```
+
+The motion tokenizer lives in `motion_tokenizer/` and loads on its own with `AutoModel` as well.
+{evaluation}
+## Training
+
+Last logged step: {json.dumps(last)}
+
+| step | loss | L_MCP | L_align |
+|---|---|---|---|
+{curve}
+
+```json
+{json.dumps(training_args, indent=1, default=str)}
+```
+"""
+    path = Path(output_dir) / "README.md"
+    path.write_text(card)
+    return path

@@ -34,6 +34,8 @@ from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
 from trainers.jala_trainer import JalaPretrainTrainer
+from trainers.model_card import write_jala_card
+from trainers.plotting import plot_training_curves
 from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
 from trainers.pretrain_collator import JalaPretrainCollator
 
@@ -199,6 +201,12 @@ def main(argv: list[str] | None = None) -> Path:
         processor.save_pretrained(output_dir)
         history = [entry for entry in trainer.state.log_history if "loss" in entry]
         (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))
+        plot_training_curves(
+            history,
+            ["loss", "mcp_loss", "align_loss", "mcp_accuracy", "h_effective_rank", "z_effective_rank"],
+            output_dir / "training_curve.png",
+        )
+        write_jala_card(output_dir, model.config, history, training_args.to_dict())
     trainer.accelerator.wait_for_everyone()
     return output_dir
 

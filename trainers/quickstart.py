@@ -29,6 +29,7 @@ from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
 from trainers import pretrain, train_tokenizer
 from trainers.evaluate_motion import evaluate_generation, format_table
+from trainers.model_card import write_jala_card
 
 logger = logging.getLogger("jala.quickstart")
 
@@ -161,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
         for split in ("test_lab", "test_wild")
     }
     timings["evaluate_min"] = (time.monotonic() - started) / 60
+    history = json.loads((jala_dir / "training_log.json").read_text())
+    training_args = json.loads((jala_dir / "training_args.json").read_text())
+    write_jala_card(jala_dir, model.config, history, training_args, results)
     reload_message = check_reload(jala_dir, model, processor, out)
 
     summary = {
