@@ -83,9 +83,8 @@ def main() -> None:
         f"# Table 1 reproduction: {args.structure} JALA, {args.steps} steps x batch {args.batch_size}, "
         f"{datetime.date.today()}, {platform.node()} ({platform.machine()})"
     )
-    print(
-        "| variant | Lab MPJPE | Lab PA-MPJPE | Lab MWTE | Lab MDE | Wild MPJPE | Wild PA-MPJPE | Wild MWTE | Wild MDE |"
-    )
+    metrics = ("MPJPE", "PA-MPJPE", "MWTE", "MDE")
+    print("| variant | " + " | ".join(f"{domain} {m}" for domain in ("Lab", "Wild") for m in metrics) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, result in results.items():
         lab, wild = result["test_lab"], result["test_wild"]
