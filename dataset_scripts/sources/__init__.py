@@ -4,4 +4,5 @@ Importing the package registers the built-in sources; their heavy dependencies (
 only when a source runs.
 """
 
+from dataset_scripts.converters import h2o  # noqa: F401  (registration side effect)
 from dataset_scripts.sources import synthetic, video  # noqa: F401  (registration side effect)
