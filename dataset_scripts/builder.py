@@ -431,6 +431,8 @@ class _ShardWriter:
                 column_encoding={MOTION_LEAF: "BYTE_STREAM_SPLIT"},
             )
         table = datasets.Dataset.from_list(self.pending, features=self.features).data.table
+        # `from_list` keeps the first row's key order; the writer's schema is the features' order.
+        table = table.select(list(self.features))
         self._writer.write_table(table, row_group_size=len(self.pending))
         self._rows += len(self.pending)
         self._groups += 1
