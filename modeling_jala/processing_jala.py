@@ -9,10 +9,13 @@ its token ids go to the model directly (see `JalaForMotionPretraining.forward`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from transformers import BatchFeature
+from transformers import BatchFeature, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
+
+from .configuration_jala import JalaConfig
 
 
 class JalaProcessor(ProcessorMixin):
@@ -50,6 +53,21 @@ class JalaProcessor(ProcessorMixin):
                 "or pass the backbone's own image token names to JalaProcessor."
             )
         self.image_token_id = vocabulary[image_token]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> JalaProcessor:
+        """`ProcessorMixin.from_pretrained`, handing the folder's config to the sub-loaders.
+
+        transformers' AutoTokenizer otherwise resolves the folder's `config.json` through AutoConfig, whose
+        `auto_map` points at remote code and makes it prompt for `trust_remote_code` — for the config of the
+        model this processor ships with. The JALA config is read with its own class instead.
+        """
+        if "config" not in kwargs:
+            try:
+                kwargs["config"] = JalaConfig.from_pretrained(pretrained_model_name_or_path)
+            except (OSError, ValueError):
+                kwargs["config"] = PreTrainedConfig()
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     def prompt(self, instruction: str) -> str:
         """Instruction, then the image block (paper: [x, v_1, ...])."""

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from modeling_jala.configuration_jala import JalaConfig
 from modeling_jala.modeling_jala import JalaForMotionPretraining, block_causal_mask
 from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID
+from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_jala import IMAGE_SIZE, IMAGE_TOKEN_ID, SSL_IMAGE_SIZE, tiny_jala_config, tiny_processor
 
 K = 128
@@ -431,3 +432,21 @@ def test_lapa_variant_learns_latent_codes_from_every_clip() -> None:
     assert {"latent_code_head.weight", "model.lapa.idm.queries", "model.lapa.fdm_output.1.weight"} <= grads
     assert "model.lapa.codebook.weight" in grads  # the VQ codebook loss trains the codes
     assert any(name.startswith("model.vlm.language_model.") for name in grads)
+
+
+def test_loading_the_processor_never_prompts_for_remote_code(model: JalaForMotionPretraining, tmp_path: Path) -> None:
+    _save(model, tmp_path)
+    script = (
+        "import sys; from modeling_jala.processing_jala import JalaProcessor; "
+        "p = JalaProcessor.from_pretrained(sys.argv[1]); print(type(p.tokenizer).__name__)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Do you wish to run the custom code" not in result.stdout + result.stderr
