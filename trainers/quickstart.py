@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokenizer_steps", type=int, default=800)
     parser.add_argument("--pretrain_steps", type=int, default=300)
     parser.add_argument("--eval_clips", type=int, default=24)
+    parser.add_argument("--decoding_steps", type=int, default=8, help="masked-decoding passes per chunk")
+    parser.add_argument("--ensemble", type=int, default=2, help="decodings averaged per clip")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -158,7 +160,16 @@ def main(argv: list[str] | None = None) -> dict:
     model = JalaForMotionPretraining.from_pretrained(jala_dir)
     processor = JalaProcessor.from_pretrained(jala_dir)
     results = {
-        split: evaluate_generation(model, processor, data, split, max_clips=args.eval_clips, seed=args.seed)
+        split: evaluate_generation(
+            model,
+            processor,
+            data,
+            split,
+            max_clips=args.eval_clips,
+            decoding_steps=args.decoding_steps,
+            ensemble=args.ensemble,
+            seed=args.seed,
+        )
         for split in ("test_lab", "test_wild")
     }
     timings["evaluate_min"] = (time.monotonic() - started) / 60
