@@ -25,7 +25,7 @@ import yaml
 from huggingface_hub import DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from dataset_scripts.builder import BUILD_INFO_FILE, DATA_DIR, read_build_info
+from dataset_scripts.builder import BUILD_INFO_FILE, DATA_DIR, ShardRecord, read_build_info
 from dataset_scripts.schema import COLUMN_DOCS, DOMAINS, OPTIONAL_COLUMN_DOCS, SPLITS, boundary_frame_indices
 from dataset_scripts.streaming import decode_image, read_features, table_to_rows
 from modeling_jala.hand_jala import JOINTS_XYZ, hand_skeleton_edges
@@ -46,21 +46,11 @@ _HAND_COLOURS = ((255, 140, 0), (0, 170, 255))  # left, right
 
 
 @dataclasses.dataclass
-class ShardInfo:
-    path: str
-    domain: str
-    split: str
-    rows: int
-    bytes: int
-    row_groups: int
-
-
-@dataclasses.dataclass
 class RepoStats:
     """Row and frame counts keyed by (domain, split, source, task_type, label_source, labelled), and the shards."""
 
     repo: Path
-    shards: list[ShardInfo]
+    shards: list[ShardRecord]
     rows: Counter
     seconds: Counter
     columns: list[str]
@@ -124,7 +114,7 @@ class RepoStats:
         return lines
 
 
-def _sum_bytes(shards: Iterable[ShardInfo]) -> int:
+def _sum_bytes(shards: Iterable[ShardRecord]) -> int:
     return sum(shard.bytes for shard in shards)
 
 
@@ -137,14 +127,14 @@ def collect_stats(repo_dir: str | os.PathLike) -> RepoStats:
     repo = Path(repo_dir)
     rows: Counter = Counter()
     seconds: Counter = Counter()
-    shards: list[ShardInfo] = []
+    shards: list[ShardRecord] = []
     columns: list[str] = []
     for path in shard_files(repo):
         domain, split = path.parent.name, path.name.rsplit("-", 1)[0]
         parquet = pq.ParquetFile(path)
         columns = columns or parquet.schema_arrow.names
         shards.append(
-            ShardInfo(
+            ShardRecord(
                 path.relative_to(repo).as_posix(),
                 domain,
                 split,
