@@ -200,9 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     (out / "quickstart_results.json").write_text(json.dumps(summary, indent=2))
     print(format_table(results, title=f"JALA quickstart ({args.pretrain_steps} pretraining steps on CPU)"))
-    print(
-        f"\nHub folder: {jala_dir} (reloaded with AutoModel in a fresh process: {reload_message}, outputs match)"
-    )
+    print(f"\nHub folder: {jala_dir} (reloaded with AutoModel in a fresh process: {reload_message}, outputs match)")
     print(f"timings (minutes): {summary['timings_min']}")
     return summary
 
