@@ -11,14 +11,14 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MUJOCO_GL ?= egl
 
-.PHONY: setup hand-tracking quickstart test lint clean
+.PHONY: setup hand-tracking quickstart space test lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned, so no resolver pulls a multi-GB CUDA build on a CPU machine.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,world]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,world,space]"
 	touch $@
 
 setup: $(BIN)/.installed
@@ -29,8 +29,12 @@ hand-tracking: setup
 	$(BIN)/python -m pip install --quiet --no-deps -r dataset_scripts/requirements-hand-tracking.txt
 
 quickstart: setup
-	$(BIN)/python trainers/train_tokenizer.py --output_dir $(OUTPUT_DIR)/motion_tokenizer --preset small --max_steps 1200 --max_minutes 8
-	$(BIN)/python -m trainers.tokenizer_demo $(OUTPUT_DIR)/motion_tokenizer
+	$(BIN)/python -m trainers.quickstart --output_dir $(OUTPUT_DIR)
+
+# The Gradio Space on the quickstart checkpoint (http://localhost:7860).
+space: setup
+	$(BIN)/python spaces/jala_demo/build_examples.py
+	$(BIN)/python spaces/jala_demo/app.py --model $(OUTPUT_DIR)/jala
 
 test: hand-tracking
 	$(BIN)/python -m pytest -q
