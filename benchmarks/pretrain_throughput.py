@@ -1,0 +1,159 @@
+"""JALA pretraining throughput at the paper's structure, beside a plain InternVL training step.
+
+    python benchmarks/pretrain_throughput.py --size paper --batch 8 --chunks 4 --dtype bfloat16   # on a GPU
+    python benchmarks/pretrain_throughput.py --size tiny --batch 4 --chunks 2 --dtype float32     # on a CPU
+
+Both steps use random weights, the same batch size and the same total sequence length: JALA's sequence is
+[instruction, 256 image tokens, 2K LSP tokens, N chunks x 2 hands x (128 + 2) motion tokens]; the plain InternVL
+step trains next-token prediction on a text + image sequence of that length. JALA's step includes the LAP on
+precomputed SSL features (as at scale, where the builder stores them), the two losses and the decoupled EMA.
+Prints a table (samples/s, step time, peak memory) with the device and date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from modeling_jala.configuration_jala import JalaConfig, JalaMotionTokenizerConfig
+from modeling_jala.modeling_jala import JalaForMotionPretraining
+from trainers.presets import jala_structure
+
+TEXT_TOKENS = 24
+
+
+def jala_config(size: str) -> JalaConfig:
+    if size == "paper":
+        return JalaConfig()
+    return jala_structure("tiny", vocab_size=64, image_token_id=63, tokenizer_config=JalaMotionTokenizerConfig())
+
+
+def synthetic_batch(config: JalaConfig, batch: int, chunks: int, device: torch.device, dtype: torch.dtype) -> dict:
+    vision = config.vlm_config.vision_config
+    image_tokens = config.vlm_config.image_seq_length
+    image_token = config.vlm_config.image_token_id
+    text = torch.randint(0, min(image_token, 1000), (batch, TEXT_TOKENS), device=device)
+    input_ids = torch.cat([text, torch.full((batch, image_tokens), image_token, device=device)], dim=1)
+    encoder = config.ssl_encoder_config
+    patches = (encoder.image_size // encoder.patch_size) ** 2
+    return {
+        "input_ids": input_ids,
+        "attention_mask": torch.ones_like(input_ids),
+        "pixel_values": torch.randn(batch, 3, *vision.image_size, device=device, dtype=dtype),
+        "motion_token_ids": torch.randint(
+            0,
+            config.motion_tokenizer_config.codebook_size,
+            (batch, chunks, 2, config.motion_tokens_per_chunk),
+            device=device,
+        ),
+        "labelled": torch.arange(batch, device=device) % 2 == 0,  # half labelled, half wild
+        "ssl_features": torch.randn(batch, chunks + 1, patches, encoder.hidden_size, device=device, dtype=dtype),
+    }
+
+
+def timed_steps(step, steps: int, warmup: int, device: torch.device) -> float:
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - started) / steps
+
+
+def jala_step_time(config, batch, chunks, device, dtype, steps, warmup) -> tuple[float, int, float]:
+    model = JalaForMotionPretraining(config).to(device=device, dtype=dtype).train()
+    inputs = synthetic_batch(config, batch, chunks, device, dtype)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-5, betas=(0.9, 0.95))
+
+    def step() -> None:
+        model(**inputs).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        model.ema_step()
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timed_steps(step, steps, warmup, device)
+    length = (
+        inputs["input_ids"].shape[1]
+        + 2 * config.motion_tokens_per_chunk
+        + chunks * 2 * (config.motion_tokens_per_chunk + 2)
+    )
+    memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return seconds, length, memory
+
+
+def internvl_step_time(config, batch, length, device, dtype, steps, warmup) -> tuple[float, float]:
+    from transformers import InternVLForConditionalGeneration
+
+    model = InternVLForConditionalGeneration(config.vlm_config).to(device=device, dtype=dtype).train()
+    image_tokens = config.vlm_config.image_seq_length
+    image_token = config.vlm_config.image_token_id
+    text = torch.randint(0, min(image_token, 1000), (batch, length - image_tokens), device=device)
+    input_ids = torch.cat([torch.full((batch, image_tokens), image_token, device=device), text], dim=1)
+    labels = input_ids.masked_fill(input_ids == image_token, -100)
+    pixel_values = torch.randn(batch, 3, *config.vlm_config.vision_config.image_size, device=device, dtype=dtype)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-5, betas=(0.9, 0.95))
+
+    def step() -> None:
+        model(input_ids=input_ids, pixel_values=pixel_values, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timed_steps(step, steps, warmup, device)
+    memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return seconds, memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", choices=("paper", "tiny"), default="paper")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--chunks", type=int, default=4)
+    parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--output", type=Path, help="also write the table here")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype)
+    torch.manual_seed(0)
+    config = jala_config(args.size)
+    jala_seconds, length, jala_memory = jala_step_time(
+        config, args.batch, args.chunks, device, dtype, args.steps, args.warmup
+    )
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    plain_seconds, plain_memory = internvl_step_time(
+        config, args.batch, length, device, dtype, args.steps, args.warmup
+    )
+    name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    lines = [
+        f"# Pretraining throughput, {args.size} structure, {args.dtype}, batch {args.batch}, {args.chunks} chunks "
+        f"(sequence {length} tokens) — {name}, torch {torch.__version__}, {datetime.datetime.now():%Y-%m-%d %H:%M}",
+        "| step | samples/s | s/step | peak GiB |",
+        "|---|---|---|---|",
+        f"| JALA (MCP + alignment + EMA) | {args.batch / jala_seconds:.2f} | {jala_seconds:.3f} | {jala_memory:.1f} |",
+        f"| plain InternVL next-token step | {args.batch / plain_seconds:.2f} | {plain_seconds:.3f} "
+        f"| {plain_memory:.1f} |",
+    ]
+    print("\n".join(lines))
+    if args.output:
+        args.output.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
