@@ -18,7 +18,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first and pinned, so no resolver pulls a multi-GB CUDA build on a CPU machine.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,world,space]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,world,space,sim,lora]"
 	touch $@
 
 setup: $(BIN)/.installed

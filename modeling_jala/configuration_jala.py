@@ -116,6 +116,115 @@ class JalaMotionTokenizerConfig(PreTrainedConfig):
         return 2 * self.tokens_per_part
 
 
+@strict
+class JalaActionHeadConfig(PreTrainedConfig):
+    r"""Configuration of the post-training action model's new parts ([`JalaForActionPrediction`]): the DiT
+    flow-matching head, the proprio encoder, the readout of predictive embeddings and the fine-tuning switches.
+
+    Time convention (DESIGN §1, diffusers' `FlowMatchEulerDiscreteScheduler`): σ = 1 is pure noise, σ = 0 the action
+    chunk; x_σ = (1 - σ) A + σ ε, and the head predicts the velocity v = ε - A (the paper's Eq. 7), so that one
+    Euler step x_{σ'} = x_σ + (σ' - σ) v moves towards the actions as σ decreases.
+
+    Training noise levels (D): u ~ Beta(`noise_beta_alpha`, `noise_beta_beta`) = Beta(1.5, 1) and
+    σ = `sigma_min` + (1 - `sigma_min`) u, i.e. the density of σ is ∝ (σ - σ_min)^0.5 on [σ_min, 1]. This is π0's
+    schedule (p(τ) = Beta((s - τ) / s; 1.5, 1), s = 0.999, with τ = 1 - σ in their clean-at-1 convention) written in
+    diffusers' convention: it puts more training mass on the noisy end, where the velocity is hardest to predict,
+    and never trains at σ exactly 0, where the target is degenerate.
+
+    Args:
+        action_dim (`int`, defaults to 7): dimensions of one action (set from the robot dataset).
+        state_dim (`int`, defaults to 8): dimensions of the proprioceptive state (set from the robot dataset).
+        chunk_size (`int`, defaults to 16): actions predicted per call (one action chunk).
+        hidden_size / num_layers / num_heads (`int`, defaults to 2048 / 16 / 32): DiT width, blocks (alternating
+            cross-attention to h and self-attention over proprio + action tokens, starting with cross-attention)
+            and attention heads — the paper's sizes.
+        mlp_ratio (`float`, defaults to 4.0): (D) DiT feed-forward width / hidden_size.
+        timestep_embedding_dim (`int`, defaults to 256): (D) sinusoidal channels of diffusers' `Timesteps`.
+        num_train_timesteps (`int`, defaults to 1000): the scheduler's time scale; the timestep fed to the
+            embedding is t = σ * num_train_timesteps, exactly `scheduler.timesteps` at sampling.
+        num_inference_steps (`int`, defaults to 4): Euler steps at sampling (paper: 4), uniform in σ.
+        noise_beta_alpha / noise_beta_beta (`float`, defaults to 1.5 / 1.0): the Beta distribution of u (above).
+        sigma_min (`float`, defaults to 0.001): smallest training σ (π0's 1 - s).
+        readout_chunks (`int`, defaults to 1): placeholder motion chunks appended after the observation and
+            instruction; h at their 2 hands x K slots (256 tokens per chunk) is the head's cross-attention context.
+        use_lora (`bool`, defaults to `False`): fine-tune the language model through LoRA adapters (peft) instead
+            of all its weights.
+        lora_rank / lora_alpha / lora_dropout / lora_target_modules: the LoRA adapters (D: 16 / 32 / 0.0 / the
+            attention projections).
+        initializer_range (`float`, defaults to 0.02): std of the normal init of the new layers.
+    """
+
+    model_type = "jala_action_head"
+
+    action_dim: int = 7
+    state_dim: int = 8
+    chunk_size: int = 16
+    hidden_size: int = 2048
+    num_layers: int = 16
+    num_heads: int = 32
+    mlp_ratio: float = 4.0
+    timestep_embedding_dim: int = 256
+    num_train_timesteps: int = 1000
+    num_inference_steps: int = 4
+    noise_beta_alpha: float = 1.5
+    noise_beta_beta: float = 1.0
+    sigma_min: float = 0.001
+    readout_chunks: int = 1
+    use_lora: bool = False
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs) -> None:
+        if self.lora_target_modules is None:
+            self.lora_target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        super().__post_init__(**kwargs)
+
+    def validate_action_head(self) -> None:
+        """Part of `@strict` validation: a wrong size fails at construction, naming the field."""
+        positive = {
+            "action_dim": self.action_dim,
+            "state_dim": self.state_dim,
+            "chunk_size": self.chunk_size,
+            "hidden_size": self.hidden_size,
+            "num_layers": self.num_layers,
+            "num_heads": self.num_heads,
+            "timestep_embedding_dim": self.timestep_embedding_dim,
+            "num_train_timesteps": self.num_train_timesteps,
+            "num_inference_steps": self.num_inference_steps,
+            "readout_chunks": self.readout_chunks,
+            "lora_rank": self.lora_rank,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"JalaActionHeadConfig.{name} must be a positive int, got {value!r}.")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"JalaActionHeadConfig.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "
+                "pick num_heads dividing the width (paper: 2048 / 32)."
+            )
+        if self.timestep_embedding_dim % 2:
+            raise ValueError(
+                "JalaActionHeadConfig.timestep_embedding_dim must be even (sin + cos), got "
+                f"{self.timestep_embedding_dim}."
+            )
+        if self.noise_beta_alpha <= 0 or self.noise_beta_beta <= 0:
+            raise ValueError(
+                "JalaActionHeadConfig.noise_beta_alpha and noise_beta_beta must be > 0 (Beta distribution), got "
+                f"{self.noise_beta_alpha}, {self.noise_beta_beta}."
+            )
+        if not 0.0 <= self.sigma_min < 1.0:
+            raise ValueError(f"JalaActionHeadConfig.sigma_min must be in [0, 1), got {self.sigma_min}.")
+        if self.mlp_ratio <= 0:
+            raise ValueError(f"JalaActionHeadConfig.mlp_ratio must be > 0, got {self.mlp_ratio}.")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"JalaActionHeadConfig.lora_dropout must be in [0, 1), got {self.lora_dropout}.")
+        if self.use_lora and not self.lora_target_modules:
+            raise ValueError("JalaActionHeadConfig.use_lora needs lora_target_modules (e.g. ['q_proj', 'v_proj']).")
+
+
 #: InternVL3-2B's language model (Qwen2.5-1.5B structure); the vision tower is InternVLVisionConfig's default
 #: (InternViT-300M at 448 px, patch 14). Values from the released InternVL3-2B-hf config.
 INTERNVL3_2B_TEXT_CONFIG = {
@@ -151,7 +260,7 @@ DEFAULT_TARGET_MASK_RATIOS = [round(0.05 + 0.1 * i, 2) for i in range(10)] + [1.
 
 @strict
 class JalaConfig(PreTrainedConfig):
-    r"""Configuration of the JALA models ([`JalaModel`], [`JalaForMotionPretraining`]).
+    r"""Configuration of the JALA models ([`JalaModel`], [`JalaForMotionPretraining`], [`JalaForActionPrediction`]).
 
     The defaults reproduce the paper: an InternVL3-2B backbone, a frozen DINOv3 encoder for the latent action
     perceiver, the part-level GRVQ motion tokenizer, alignment at decoder layer 19 with λ = 0.5 and a decoupled EMA
@@ -165,6 +274,9 @@ class JalaConfig(PreTrainedConfig):
         ssl_encoder_config (`dict` or `PreTrainedConfig`):
             The frozen self-supervised image encoder (`dinov3_vit` or `vjepa2`). Default: DINOv3 ViT-L/16.
         motion_tokenizer_config (`dict` or `JalaMotionTokenizerConfig`): the motion tokenizer's structure.
+        action_head_config (`dict` or `JalaActionHeadConfig`): the post-training action model's flow head, proprio
+            encoder and fine-tuning switches; used by [`JalaForActionPrediction`] only (the pretraining model ignores
+            it, so every existing config stays valid with its defaults).
         backbone_name_or_path (`str`, *optional*): checkpoint the VLM was initialised from (provenance).
         ssl_encoder_name_or_path (`str`, *optional*): checkpoint the SSL encoder was initialised from.
         variant (`str`, defaults to `"jala"`):
@@ -197,11 +309,13 @@ class JalaConfig(PreTrainedConfig):
             config_class=AutoConfig, model_type="dinov3_vit", init_kwargs=DINOV3_VITL16_CONFIG
         ),
         "motion_tokenizer_config": JalaMotionTokenizerConfig,
+        "action_head_config": JalaActionHeadConfig,
     }
 
     vlm_config: dict | PreTrainedConfig | None = None
     ssl_encoder_config: dict | PreTrainedConfig | None = None
     motion_tokenizer_config: dict | PreTrainedConfig | None = None
+    action_head_config: dict | PreTrainedConfig | None = None
     backbone_name_or_path: str | None = None
     ssl_encoder_name_or_path: str | None = None
     variant: str = "jala"

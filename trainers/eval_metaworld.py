@@ -1,0 +1,292 @@
+"""Roll out a post-trained JALA policy in Meta-World and report the success rate per task.
+
+    MUJOCO_GL=egl python trainers/eval_metaworld.py --model outputs/jala_mt10 --tasks MT10 \
+        --episodes_per_task 10 --workers 2 --output outputs/jala_mt10/eval_mt10.json [--video_dir videos/]
+
+Episodes use object/goal placements drawn with `--seed` (default 1000), which the demonstrations (seed 0) never
+showed. The policy sees what the demonstrations recorded — the upright 128 px `corner2` image, the end-effector
+state and the task instruction — predicts a chunk of actions, executes the first `--n_action_steps` of them and
+predicts again (receding horizon). An episode succeeds as soon as Meta-World reports success, and fails after
+`--max_steps` steps. Worker processes each load the policy once and take episodes from a shared queue; each
+episode's sampling noise is seeded from (seed, task, episode), so results do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataset_scripts.metaworld_demos import MetaWorldTaskEnv, instruction_for, resolve_tasks
+
+logger = logging.getLogger("jala.eval_metaworld")
+
+__all__ = ["evaluate_policy", "main", "rollout"]
+
+# Per-process state of an evaluation worker (set by `_init_worker`).
+_WORKER: dict[str, Any] = {}
+
+
+def load_policy(model: str, device: str = "cpu", trust_remote_code: bool = False) -> Any:
+    """The action model and its processor from a post-training folder (local classes, or the folder's own code)."""
+    if trust_remote_code:
+        from transformers import AutoModel
+
+        policy = AutoModel.from_pretrained(model, trust_remote_code=True)
+    else:
+        from modeling_jala.modeling_jala import JalaForActionPrediction
+
+        policy = JalaForActionPrediction.from_pretrained(model)
+    policy.to(device).eval()
+    if not hasattr(policy, "predict_action"):
+        raise TypeError(f"{model} holds a {type(policy).__name__}, not an action model (JalaForActionPrediction).")
+    policy._default_processor()  # load the folder's processor now, once per worker
+    return policy
+
+
+def rollout(
+    policy: Any,
+    task_env: MetaWorldTaskEnv,
+    episode: int,
+    max_steps: int,
+    n_action_steps: int,
+    seed: int,
+    num_inference_steps: int | None = None,
+    record_video: bool = False,
+) -> dict[str, Any]:
+    """One closed-loop episode; success, steps taken, policy calls and (optionally) the frames."""
+    task_env.reset(episode)
+    instruction = instruction_for(task_env.task)
+    generator = torch.Generator().manual_seed(seed)
+    frames: list[np.ndarray] = []
+    queue: list[np.ndarray] = []
+    success, steps, calls = False, 0, 0
+    policy_time = 0.0
+    while steps < min(max_steps, task_env.max_path_length):
+        image = None
+        if not queue:
+            image = task_env.render()
+            start = time.perf_counter()
+            chunk = policy.predict_action(
+                image, instruction, task_env.state(), generator=generator, num_inference_steps=num_inference_steps
+            )
+            policy_time += time.perf_counter() - start
+            calls += 1
+            queue = list(chunk[0, :n_action_steps].cpu().numpy())
+        if record_video:
+            frames.append(image if image is not None else task_env.render())
+        success = task_env.step(queue.pop(0))
+        steps += 1
+        if success:
+            break
+    if record_video:
+        frames.append(task_env.render())
+    return {
+        "success": success,
+        "steps": steps,
+        "policy_calls": calls,
+        "policy_seconds": policy_time,
+        "frames": frames,
+    }
+
+
+def _init_worker(options: dict[str, Any]) -> None:
+    torch.set_num_threads(options["threads"])
+    _WORKER.clear()
+    _WORKER.update(options)
+    _WORKER["policy"] = load_policy(options["model"], options["device"], options["trust_remote_code"])
+    _WORKER["envs"] = {}
+
+
+def _episode_seed(seed: int, task: str, episode: int) -> int:
+    return (seed * 1_000_003 + zlib.crc32(task.encode()) + episode) % (2**31)
+
+
+def _run_episode(job: tuple[str, int]) -> dict[str, Any]:
+    task, episode = job
+    envs: dict[str, MetaWorldTaskEnv] = _WORKER["envs"]
+    if task not in envs:
+        for other in list(envs):  # one task's scene at a time per worker
+            envs.pop(other).close()
+        envs[task] = MetaWorldTaskEnv(task, seed=_WORKER["seed"], image_size=_WORKER["image_size"])
+    start = time.perf_counter()
+    result = rollout(
+        _WORKER["policy"],
+        envs[task],
+        episode,
+        max_steps=_WORKER["max_steps"],
+        n_action_steps=_WORKER["n_action_steps"],
+        seed=_episode_seed(_WORKER["seed"], task, episode),
+        num_inference_steps=_WORKER["num_inference_steps"],
+        record_video=_WORKER["video_dir"] is not None,
+    )
+    frames = result.pop("frames")
+    if frames:
+        result["video"] = str(_write_video(Path(_WORKER["video_dir"]), task, episode, frames, result["success"]))
+    result.update(task=task, episode=episode, seconds=time.perf_counter() - start)
+    return result
+
+
+def _write_video(folder: Path, task: str, episode: int, frames: list[np.ndarray], success: bool) -> Path:
+    import av
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{task}_episode{episode:03d}_{'success' if success else 'failure'}.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode(None))
+    return path
+
+
+def evaluate_policy(
+    model: str,
+    tasks: list[str],
+    episodes_per_task: int = 10,
+    seed: int = 1000,
+    max_steps: int = 300,
+    n_action_steps: int = 8,
+    num_inference_steps: int | None = None,
+    workers: int = 1,
+    device: str = "cpu",
+    image_size: int = 128,
+    video_dir: str | Path | None = None,
+    trust_remote_code: bool = False,
+) -> dict[str, Any]:
+    """Success rate per task (and their mean) of the policy in `model` over held-out placements."""
+    if n_action_steps < 1:
+        raise ValueError(f"n_action_steps must be >= 1, got {n_action_steps}.")
+    options = {
+        "model": str(model),
+        "device": device,
+        "trust_remote_code": trust_remote_code,
+        "seed": seed,
+        "image_size": image_size,
+        "max_steps": max_steps,
+        "n_action_steps": n_action_steps,
+        "num_inference_steps": num_inference_steps,
+        "video_dir": None if video_dir is None else str(video_dir),
+        "threads": max(1, (os.cpu_count() or 1) // max(1, workers)),
+    }
+    jobs = [(task, episode) for task in tasks for episode in range(episodes_per_task)]
+    results: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    progress = tqdm(total=len(jobs), desc="meta-world rollouts", unit="episode")
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+            for result in pool.imap_unordered(_run_episode, jobs):
+                results.append(result)
+                progress.update()
+                progress.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
+    else:
+        _init_worker(options)
+        try:
+            for job in jobs:
+                results.append(_run_episode(job))
+                progress.update()
+                progress.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
+        finally:
+            for env in _WORKER.get("envs", {}).values():
+                env.close()
+            _WORKER.clear()
+    progress.close()
+    per_task = {}
+    for task in tasks:
+        mine = sorted((r for r in results if r["task"] == task), key=lambda r: r["episode"])
+        per_task[task] = {
+            "success_rate": float(np.mean([r["success"] for r in mine])),
+            "episodes": len(mine),
+            "mean_steps": float(np.mean([r["steps"] for r in mine])),
+        }
+    calls = sum(r["policy_calls"] for r in results)
+    return {
+        "model": str(model),
+        "mean_success_rate": float(np.mean([entry["success_rate"] for entry in per_task.values()])),
+        "tasks": per_task,
+        "episodes_per_task": episodes_per_task,
+        "seed": seed,
+        "max_steps": max_steps,
+        "n_action_steps": n_action_steps,
+        "num_inference_steps": num_inference_steps,
+        "workers": workers,
+        "mean_predict_action_seconds": sum(r["policy_seconds"] for r in results) / max(1, calls),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.node()} ({platform.processor() or platform.machine()}, {os.cpu_count()} CPUs)",
+        "episodes": sorted(
+            ({k: v for k, v in r.items() if k != "policy_seconds"} for r in results),
+            key=lambda r: (r["task"], r["episode"]),
+        ),
+    }
+
+
+def format_table(report: dict[str, Any]) -> str:
+    lines = ["| task | success rate | mean steps |", "|---|---|---|"]
+    for task, entry in report["tasks"].items():
+        lines.append(f"| {task} | {entry['success_rate']:.2f} | {entry['mean_steps']:.0f} |")
+    lines.append(f"| **mean** | **{report['mean_success_rate']:.3f}** | |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="Post-training output folder (JalaForActionPrediction).")
+    parser.add_argument("--tasks", default="MT10", help="'MT10', 'all' or comma-separated task names.")
+    parser.add_argument("--episodes_per_task", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=1000, help="Placement seed (demonstrations used 0).")
+    parser.add_argument("--max_steps", type=int, default=300, help="Steps before an episode counts as failed.")
+    parser.add_argument("--n_action_steps", type=int, default=8, help="Actions executed per predicted chunk.")
+    parser.add_argument("--num_inference_steps", type=int, default=None, help="Euler steps (default: the model's).")
+    parser.add_argument("--workers", type=int, default=1, help="Parallel rollout processes.")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image_size", type=int, default=128)
+    parser.add_argument("--video_dir", default=None, help="Write one mp4 per episode here.")
+    parser.add_argument("--trust_remote_code", action="store_true", help="Load with the folder's own code.")
+    parser.add_argument("--output", default=None, help="Write the report (JSON) here.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    report = evaluate_policy(
+        args.model,
+        resolve_tasks(args.tasks),
+        episodes_per_task=args.episodes_per_task,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        n_action_steps=args.n_action_steps,
+        num_inference_steps=args.num_inference_steps,
+        workers=args.workers,
+        device=args.device,
+        image_size=args.image_size,
+        video_dir=args.video_dir,
+        trust_remote_code=args.trust_remote_code,
+    )
+    logger.info("success rates of %s\n%s", args.model, format_table(report))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    main()

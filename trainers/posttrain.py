@@ -1,0 +1,319 @@
+"""JALA post-training: a flow-matching DiT action head on the pretrained predictive embeddings, on LeRobot v3 data.
+
+    python trainers/posttrain.py --model_name_or_path outputs/quickstart/jala --dataset outputs/metaworld_mt10 \
+        --output_dir outputs/jala_mt10 --max_steps 2000 --per_device_train_batch_size 32 \
+        --head_hidden_size 256 --head_num_layers 4 --head_num_heads 4
+    accelerate launch --multi_gpu --num_processes 2 trainers/posttrain.py ...   # DDP (CPU: gloo)
+
+`--model_name_or_path` is a JALA pretraining folder (`JalaForMotionPretraining`, the paper's starting point) or an
+action-model folder to continue from; `--from_scratch` builds the same action model with random weights (the
+baseline "without JALA pretraining"). The vision encoder stays frozen, the language model is fine-tuned (or LoRA
+adapters with `--use_lora`). Defaults follow the paper's post-training: AdamW lr 1e-4, weight decay 0.05,
+betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0. State/action normalisation statistics come from the
+dataset's meta/stats.json and are saved in the model. A word-level text tokenizer (the from-scratch tiny models')
+learns the robot data's new instruction words; real VLM tokenizers need nothing.
+
+The output folder is a Hub repo: config with auto_map, safetensors (normalisation buffers included), the modeling
+code, the processor, training_log.json and run_summary.json (demos, steps, wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataset_scripts.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
+from modeling_jala.configuration_jala import JalaConfig
+from modeling_jala.modeling_jala import JalaForActionPrediction
+from modeling_jala.processing_jala import JalaProcessor
+from trainers.plotting import plot_training_curves
+from trainers.presets import words
+
+logger = logging.getLogger("jala.posttrain")
+PAPER = "https://arxiv.org/abs/2602.21736"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "JALA pretraining folder (JalaForMotionPretraining) or an action-model folder to continue."}
+    )
+    from_scratch: bool = field(
+        default=False, metadata={"help": "Same action model, random weights (the no-pretraining baseline)."}
+    )
+    chunk_size: int = field(default=16, metadata={"help": "Actions per predicted chunk."})
+    head_hidden_size: int = field(default=2048, metadata={"help": "DiT width (paper: 2048)."})
+    head_num_layers: int = field(default=16, metadata={"help": "DiT blocks, alternating cross/self (paper: 16)."})
+    head_num_heads: int = field(default=32, metadata={"help": "DiT attention heads (paper: 32)."})
+    num_inference_steps: int = field(default=4, metadata={"help": "Euler steps of the sampler (paper: 4)."})
+    use_lora: bool = field(default=False, metadata={"help": "Fine-tune the language model through LoRA (peft)."})
+    lora_rank: int = field(default=16)
+    truncate_after_align_layer: bool = field(
+        default=True, metadata={"help": "Drop decoder layers after align_layer (they cannot change h)."}
+    )
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(metadata={"help": "LeRobot v3.0 dataset folder (e.g. from dataset_scripts.metaworld_demos)."})
+    image_key: str = field(default="observation.image")
+    state_key: str = field(default="observation.state")
+    action_key: str = field(default="action")
+
+
+@dataclass
+class PosttrainTrainingArguments(TrainingArguments):
+    """TrainingArguments with the paper's post-training defaults."""
+
+    learning_rate: float = field(default=1e-4)
+    weight_decay: float = field(default=0.05)
+    adam_beta2: float = field(default=0.95)
+    warmup_ratio: float = field(default=0.05)
+    lr_scheduler_type: str = field(default="cosine")
+    max_grad_norm: float = field(default=1.0)
+    remove_unused_columns: bool = field(default=False)
+    logging_steps: float = field(default=10)
+    save_strategy: str = field(default="no")
+    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)
+
+
+@dataclass
+class ActionChunkCollator:
+    """Samples of `ActionChunkDataset` -> the action model's batch: processor inputs + raw state / actions."""
+
+    processor: JalaProcessor
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        inputs = self.processor(
+            images=[sample["image"] for sample in samples],
+            text=[sample["instruction"] for sample in samples],
+            return_tensors="pt",
+        )
+        return {
+            **dict(inputs),
+            "state": torch.from_numpy(np.stack([sample["state"] for sample in samples])),
+            "actions": torch.from_numpy(np.stack([sample["actions"] for sample in samples])),
+            "action_is_pad": torch.from_numpy(np.stack([sample["action_is_pad"] for sample in samples])),
+        }
+
+
+class JalaPosttrainTrainer(Trainer):
+    """`Trainer` for `JalaForActionPrediction`: flow-matching loss, strict resume, loss-only evaluation."""
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        """Resume through the model's strict `from_pretrained` (as the pretraining trainer does): a checkpoint that
+        does not match exactly is an error, never a silently half-loaded model."""
+        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+            return
+        target = model if model is not None else self.model
+        target = target.module if hasattr(target, "module") else target
+        loaded = type(target).from_pretrained(resume_from_checkpoint)
+        target.load_state_dict(loaded.state_dict(), strict=True)
+
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
+        outputs = model(**inputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def prediction_step(self, model: Any, inputs: dict[str, Any], prediction_loss_only: bool, ignore_keys=None):
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+
+def extend_word_vocabulary(processor: JalaProcessor, texts: list[str]) -> int:
+    """Add the words of `texts` a word-level tokenizer maps to <unk>; returns how many were added.
+
+    Tiny JALA models trained from scratch use a word-level vocabulary of their pretraining instructions, so robot
+    instructions ("open the drawer") would mostly become <unk> and the policy could not tell tasks apart. The
+    words join the vocabulary with new ids (the embedding rows are added by `resize_text_embeddings`). Subword
+    tokenizers of released VLMs cover every word already and are left alone.
+    """
+    from tokenizers import models
+
+    backend = processor.tokenizer.backend_tokenizer
+    if not isinstance(backend.model, models.WordLevel):
+        return 0
+    vocabulary = backend.get_vocab(with_added_tokens=False)
+    everything = backend.get_vocab(with_added_tokens=True)
+    new_words = sorted({word for text in texts for word in words(text)} - set(everything))
+    if not new_words:
+        return 0
+    next_id = max(everything.values()) + 1
+    vocabulary.update({word: next_id + offset for offset, word in enumerate(new_words)})
+    backend.model = models.WordLevel(vocab=vocabulary, unk_token=processor.tokenizer.unk_token)
+    logger.info("added %d instruction words to the word-level vocabulary: %s", len(new_words), new_words)
+    return len(new_words)
+
+
+def write_policy_card(output_dir: Path, model: JalaForActionPrediction, summary: dict, tasks: list[str]) -> Path:
+    """README.md of a post-trained policy folder: what it is, how to call it, what it was trained on."""
+    head = model.config.action_head_config
+    text = model.config.vlm_config.get_text_config()
+    task_list = "\n".join(f"- {task}" for task in tasks)
+    card = f"""---
+library_name: transformers
+license: apache-2.0
+pipeline_tag: robotics
+tags:
+- jala
+- vision-language-action
+- flow-matching
+- lerobot
+---
+
+# JALA policy — flow-matching action head on JALA predictive embeddings
+
+A JALA ({PAPER}) VLA: the VLM ({model.config.vlm_config.model_type}, decoder kept up to its align layer
+{model.config.align_layer}, width {text.hidden_size}) reads the camera image and the instruction, its predictive
+embeddings at placeholder motion slots condition a DiT ({head.num_layers} layers, {head.num_heads} heads, width
+{head.hidden_size}) that samples {head.chunk_size}-step chunks of {head.action_dim}-d actions from the
+{head.state_dim}-d robot state in {head.num_inference_steps} Euler steps of diffusers'
+`FlowMatchEulerDiscreteScheduler`. State/action normalisation statistics are part of the weights.
+
+## Usage
+
+```python
+from transformers import AutoModel
+
+policy = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True).eval()
+actions = policy.predict_action(image, "open the drawer", state)  # (1, {head.chunk_size}, {head.action_dim}) raw
+```
+
+## Training
+
+Post-trained from `{summary["start"]}` on `{summary["dataset"]}` ({summary["episodes"]} episodes,
+{summary["frames"]} frames): {summary["steps"]} steps at global batch {summary["global_batch_size"]},
+{summary["wall_time_s"]:.0f} s. Instructions:
+
+{task_list}
+"""
+    path = Path(output_dir) / "README.md"
+    path.write_text(card)
+    return path
+
+
+def build_model(
+    model_args: ModelArguments, action_dim: int, state_dim: int
+) -> tuple[JalaForActionPrediction, JalaProcessor]:
+    """The action model and its processor from `--model_name_or_path` (pretrained, continued or from scratch)."""
+    processor = JalaProcessor.from_pretrained(model_args.model_name_or_path)
+    config = JalaConfig.from_pretrained(model_args.model_name_or_path)
+    head = {
+        "action_dim": action_dim,
+        "state_dim": state_dim,
+        "chunk_size": model_args.chunk_size,
+        "hidden_size": model_args.head_hidden_size,
+        "num_layers": model_args.head_num_layers,
+        "num_heads": model_args.head_num_heads,
+        "num_inference_steps": model_args.num_inference_steps,
+        "use_lora": model_args.use_lora,
+        "lora_rank": model_args.lora_rank,
+    }
+    if "JalaForActionPrediction" in (config.architectures or []):
+        if model_args.from_scratch:
+            raise ValueError("--from_scratch needs a pretraining folder (its structure), not an action model.")
+        model = JalaForActionPrediction.from_pretrained(model_args.model_name_or_path)
+        existing = model.config.action_head_config
+        if (existing.action_dim, existing.state_dim) != (action_dim, state_dim):
+            raise ValueError(
+                f"{model_args.model_name_or_path} predicts action_dim={existing.action_dim} from "
+                f"state_dim={existing.state_dim}, the dataset has {action_dim} / {state_dim}; start from a "
+                "pretraining folder instead."
+            )
+        return model, processor
+    if model_args.from_scratch:
+        action_config = JalaForActionPrediction.config_for_actions(
+            config, head, truncate_after_align_layer=model_args.truncate_after_align_layer
+        )
+        return JalaForActionPrediction(action_config), processor
+    model = JalaForActionPrediction.from_pretrained_jala(
+        model_args.model_name_or_path, head, truncate_after_align_layer=model_args.truncate_after_align_layer
+    )
+    return model, processor
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = HfArgumentParser((ModelArguments, DataArguments, PosttrainTrainingArguments))
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    set_seed(training_args.seed)
+    dataset = LeRobotV3Dataset(data_args.dataset)
+    for key in (data_args.state_key, data_args.action_key, data_args.image_key):
+        if key not in dataset.features:
+            raise KeyError(f"{data_args.dataset} has no feature {key!r}; its features: {sorted(dataset.features)}.")
+    state_dim = int(np.prod(dataset.features[data_args.state_key]["shape"]))
+    action_dim = int(np.prod(dataset.features[data_args.action_key]["shape"]))
+    model, processor = build_model(model_args, action_dim=action_dim, state_dim=state_dim)
+    if extend_word_vocabulary(processor, list(dataset.tasks.values())):
+        model.resize_text_embeddings(len(processor.tokenizer))
+    chunks = ActionChunkDataset(
+        dataset,
+        chunk_size=model.config.action_head_config.chunk_size,
+        image_key=data_args.image_key,
+        state_key=data_args.state_key,
+        action_key=data_args.action_key,
+    )
+    model.set_normalization_stats(chunks.normalization_stats())
+    logger.info(
+        "post-training on %d frames of %d episodes (%d tasks); %.2fM trainable of %.2fM parameters",
+        len(chunks),
+        dataset.num_episodes,
+        len(dataset.tasks),
+        sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+    trainer = JalaPosttrainTrainer(
+        model=model, args=training_args, train_dataset=chunks, data_collator=ActionChunkCollator(processor)
+    )
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    wall_time = time.perf_counter() - start
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        model.config.register_for_auto_class()
+        model.register_for_auto_class("AutoModel")
+        processor.register_for_auto_class()
+        trainer.save_model(str(output_dir))
+        (output_dir / "training_args.bin").unlink(missing_ok=True)  # the Hub folder holds no pickle
+        (output_dir / "training_args.json").write_text(training_args.to_json_string())
+        processor.save_pretrained(output_dir)
+        history = [entry for entry in trainer.state.log_history if "loss" in entry]
+        (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))
+        plot_training_curves(history, ["loss", "grad_norm", "learning_rate"], output_dir / "training_curve.png")
+        summary = {
+            "start": "from_scratch" if model_args.from_scratch else model_args.model_name_or_path,
+            "dataset": data_args.dataset,
+            "episodes": dataset.num_episodes,
+            "frames": len(chunks),
+            "tasks": len(dataset.tasks),
+            "steps": trainer.state.global_step,
+            "global_batch_size": training_args.per_device_train_batch_size
+            * training_args.gradient_accumulation_steps
+            * training_args.world_size,
+            "wall_time_s": round(wall_time, 1),
+            "final_loss": history[-1]["loss"] if history else None,
+        }
+        (output_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
+        write_policy_card(output_dir, model, summary, list(dataset.tasks.values()))
+        logger.info("saved %s (%s)", output_dir, summary)
+    trainer.accelerator.wait_for_everyone()
+    return output_dir
+
+
+if __name__ == "__main__":
+    main()
