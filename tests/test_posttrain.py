@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -357,3 +358,17 @@ def test_tiny_posttrain_then_one_metaworld_episode(pretrained_folder: Path, tmp_
     episode = report["episodes"][0]
     assert report["tasks"]["reach-v3"]["episodes"] == 1 and isinstance(episode["success"], bool)
     assert 1 <= episode["steps"] <= 12 and episode["policy_calls"] == -(-episode["steps"] // 4)
+
+
+def test_training_defaults_override_real_training_arguments() -> None:
+    """A default under a name TrainingArguments no longer has (e.g. `warmup_ratio` in transformers 5) would be a
+    new, silently unused field: every field must be one the Trainer reads, and the paper's 5% warmup must apply."""
+    from transformers import TrainingArguments
+
+    from trainers.posttrain import PosttrainTrainingArguments
+    from trainers.pretrain import JalaTrainingArguments
+
+    known = {field.name for field in dataclasses.fields(TrainingArguments)}
+    for arguments in (PosttrainTrainingArguments, JalaTrainingArguments):
+        assert {field.name for field in dataclasses.fields(arguments)} <= known, arguments
+        assert arguments(output_dir="unused").get_warmup_steps(1000) == 50

@@ -80,7 +80,7 @@ class PosttrainTrainingArguments(TrainingArguments):
     learning_rate: float = field(default=1e-4)
     weight_decay: float = field(default=0.05)
     adam_beta2: float = field(default=0.95)
-    warmup_ratio: float = field(default=0.05)
+    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction of all steps if < 1."})
     lr_scheduler_type: str = field(default="cosine")
     max_grad_norm: float = field(default=1.0)
     remove_unused_columns: bool = field(default=False)
