@@ -29,6 +29,8 @@ from modeling_jala.flow_head_jala import (
 from modeling_jala.modeling_jala import JalaForActionPrediction, JalaForMotionPretraining
 from tests.fixtures.tiny_jala import tiny_jala_config, tiny_processor
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 HEAD = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "action_dim": 3, "state_dim": 2, "chunk_size": 4}
 K = 128
 INSTRUCTIONS = ["pick up the red cup", "push the box"]
@@ -372,3 +374,42 @@ def test_training_defaults_override_real_training_arguments() -> None:
     for arguments in (PosttrainTrainingArguments, JalaTrainingArguments):
         assert {field.name for field in dataclasses.fields(arguments)} <= known, arguments
         assert arguments(output_dir="unused").get_warmup_steps(1000) == 50
+
+
+def test_posttrain_runs_under_accelerate_launch_with_two_processes(pretrained_folder: Path, tmp_path: Path) -> None:
+    """`accelerate launch --multi_gpu --num_processes 2 trainers/posttrain.py ... --use_cpu`: two gloo ranks train
+    on a LeRobot-layout dataset, the global batch is both ranks' batches, rank 0 writes a loadable policy."""
+    from tests.fixtures.lerobot_factory import ACTION_DIM, STATE_DIM, write_lerobot_fixture
+
+    dataset = write_lerobot_fixture(tmp_path / "robot")
+    output = tmp_path / "policy"
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes=2",
+        "--num_machines=1",
+        "--mixed_precision=no",
+        "--dynamo_backend=no",
+        str(REPO_ROOT / "trainers" / "posttrain.py"),
+        f"--model_name_or_path={pretrained_folder}",
+        f"--dataset={dataset}",
+        "--image_key=observation.images.top",
+        f"--output_dir={output}",
+        "--head_hidden_size=32",
+        "--head_num_layers=2",
+        "--head_num_heads=2",
+        "--chunk_size=4",
+        "--max_steps=2",
+        "--per_device_train_batch_size=2",
+        "--report_to=none",
+        "--use_cpu",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-5000:]
+    summary = json.loads((output / "run_summary.json").read_text())
+    assert summary["steps"] == 2 and summary["global_batch_size"] == 4, summary
+    policy = JalaForActionPrediction.from_pretrained(output)
+    head = policy.config.action_head_config
+    assert (head.action_dim, head.state_dim) == (ACTION_DIM, STATE_DIM) and bool(policy.normalization_fitted)
