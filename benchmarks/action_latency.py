@@ -24,7 +24,6 @@ import gc
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,8 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from benchmark_machine import cpu_model  # noqa: E402
 
 from modeling_jala.configuration_jala import JalaConfig, JalaMotionTokenizerConfig  # noqa: E402
 from modeling_jala.flow_head_jala import flow_matching_sample  # noqa: E402
@@ -140,15 +141,7 @@ def measure(size: str, device: torch.device, dtype: torch.dtype, batch: int, rep
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu} ({torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs)"
+    return f"{cpu_model()} ({torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs)"
 
 
 def table(rows: list[dict], header: str) -> str:

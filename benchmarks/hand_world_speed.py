@@ -14,27 +14,16 @@ import argparse
 import datetime
 import logging
 import os
-import platform
 import time
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from benchmark_machine import cpu_model
 from tqdm.auto import tqdm
 
 from dataset_scripts.sources.synthetic import SyntheticSource
 
 logger = logging.getLogger("hand_world_speed")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def _gl_renderer() -> str:
@@ -76,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
 
     load = os.getloadavg()
     machine = (
-        f"{_cpu_model()}, {os.cpu_count()} logical CPUs, GL: {_gl_renderer()} (MUJOCO_GL={os.environ['MUJOCO_GL']})"
+        f"{cpu_model()}, {os.cpu_count()} logical CPUs, GL: {_gl_renderer()} (MUJOCO_GL={os.environ['MUJOCO_GL']})"
     )
     rows = []
     for repeat in range(args.repeats):

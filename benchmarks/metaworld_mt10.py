@@ -23,20 +23,14 @@ import sys
 import time
 from pathlib import Path
 
+from benchmark_machine import cpu_model
+
 REPO = Path(__file__).resolve().parent.parent
 logger = logging.getLogger("jala.benchmarks.metaworld_mt10")
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} CPUs (shared), no GPU, Python {platform.python_version()}"
+    return f"{cpu_model()}, {os.cpu_count()} CPUs (shared), no GPU, Python {platform.python_version()}"
 
 
 def run(command: list[str], log: Path, threads: int) -> subprocess.Popen:

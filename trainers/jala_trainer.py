@@ -22,6 +22,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer, TrainerCallback
 
+from trainers.training_common import StrictResumeMixin
+
 logger = logging.getLogger(__name__)
 
 #: Below these, the latent space is treated as collapsed.
@@ -77,7 +79,7 @@ class DecoupledEmaCallback(TrainerCallback):
         unwrapped.ema_step()
 
 
-class JalaPretrainTrainer(Trainer):
+class JalaPretrainTrainer(StrictResumeMixin, Trainer):
     """`Trainer` for `JalaForMotionPretraining`; pass the data collator that yields the model's batch dict."""
 
     def __init__(self, *args: Any, health_every: int | None = None, **kwargs: Any) -> None:
@@ -85,23 +87,6 @@ class JalaPretrainTrainer(Trainer):
         self.add_callback(DecoupledEmaCallback())
         self._terms: dict[str, list[float]] = defaultdict(list)
         self.health_every = health_every
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        """Resume through JALA's own strict `from_pretrained`.
-
-        transformers saves sub-models (e.g. DINOv3) under their original checkpoint key names and renames them
-        back on `from_pretrained`; the Trainer's generic resume loads the raw file with `strict=False`, which would
-        silently skip those tensors. Loading the checkpoint as a JALA model and copying its full state dict (the
-        motion tokenizer subfolder included) strictly makes resume exact or an error. FSDP / DeepSpeed checkpoints
-        keep the Trainer's own loader.
-        """
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-            return
-        target = model if model is not None else self.model
-        target = target.module if hasattr(target, "module") else target
-        loaded = type(target).from_pretrained(resume_from_checkpoint)
-        target.load_state_dict(loaded.state_dict(), strict=True)
 
     def _rank_aware_loader(self, dataset: Any, batch_size: int) -> DataLoader | None:
         """A plain DataLoader for streams that split themselves per rank (UniHandStream).

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import HfArgumentParser, Trainer, set_seed
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +40,7 @@ from modeling_jala.modeling_jala import JalaForActionPrediction
 from modeling_jala.processing_jala import JalaProcessor
 from trainers.plotting import plot_training_curves
 from trainers.presets import words
+from trainers.training_common import PaperTrainingArguments, StrictResumeMixin
 
 logger = logging.getLogger("jala.posttrain")
 PAPER = "https://arxiv.org/abs/2602.21736"
@@ -74,17 +75,11 @@ class DataArguments:
 
 
 @dataclass
-class PosttrainTrainingArguments(TrainingArguments):
-    """TrainingArguments with the paper's post-training defaults."""
+class PosttrainTrainingArguments(PaperTrainingArguments):
+    """The paper's post-training optimisation (AdamW lr 1e-4, see `PaperTrainingArguments`); the policy is saved once
+    at the end (as a Hub folder) unless `--save_strategy` asks for checkpoints."""
 
     learning_rate: float = field(default=1e-4)
-    weight_decay: float = field(default=0.05)
-    adam_beta2: float = field(default=0.95)
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction of all steps if < 1."})
-    lr_scheduler_type: str = field(default="cosine")
-    max_grad_norm: float = field(default=1.0)
-    remove_unused_columns: bool = field(default=False)
-    logging_steps: float = field(default=10)
     save_strategy: str = field(default="no")
     dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)
 
@@ -109,19 +104,8 @@ class ActionChunkCollator:
         }
 
 
-class JalaPosttrainTrainer(Trainer):
+class JalaPosttrainTrainer(StrictResumeMixin, Trainer):
     """`Trainer` for `JalaForActionPrediction`: flow-matching loss, strict resume, loss-only evaluation."""
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
-        """Resume through the model's strict `from_pretrained` (as the pretraining trainer does): a checkpoint that
-        does not match exactly is an error, never a silently half-loaded model."""
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            super()._load_from_checkpoint(resume_from_checkpoint, model)
-            return
-        target = model if model is not None else self.model
-        target = target.module if hasattr(target, "module") else target
-        loaded = type(target).from_pretrained(resume_from_checkpoint)
-        target.load_state_dict(loaded.state_dict(), strict=True)
 
     def compute_loss(
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None

@@ -38,6 +38,7 @@ from trainers.model_card import write_jala_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
 from trainers.pretrain_collator import JalaPretrainCollator
+from trainers.training_common import PaperTrainingArguments
 
 logger = logging.getLogger("jala.pretrain")
 
@@ -71,17 +72,10 @@ class DataArguments:
 
 
 @dataclass
-class JalaTrainingArguments(TrainingArguments):
-    """TrainingArguments with the paper's optimisation defaults."""
+class JalaTrainingArguments(PaperTrainingArguments):
+    """The paper's pretraining optimisation (AdamW lr 3e-5, see `PaperTrainingArguments`)."""
 
     learning_rate: float = field(default=3e-5)
-    weight_decay: float = field(default=0.05)
-    adam_beta2: float = field(default=0.95)
-    warmup_steps: float = field(default=0.05, metadata={"help": "Warmup steps, or a fraction of all steps if < 1."})
-    lr_scheduler_type: str = field(default="cosine")
-    max_grad_norm: float = field(default=1.0)
-    remove_unused_columns: bool = field(default=False)
-    logging_steps: float = field(default=10)
 
 
 def _variant_overrides(args: ModelArguments) -> dict:
