@@ -7,7 +7,11 @@
    the pretrained JALA folder, one from random weights of the same structure (`--from_scratch`); with
    `--parallel` they run side by side, so both see the same machine load and their wall times compare;
 3. closed-loop evaluation of both on held-out placements (`trainers/eval_metaworld.py`);
-4. a JSON + markdown record under `benchmarks/results/` with date, machine, budgets and success rates per task.
+4. a JSON + markdown record under `benchmarks/results/` with date, machine, budgets and success rates per task,
+   and a PNG: both post-training loss curves and the success rate per task side by side.
+
+`--reuse` keeps whatever a previous run in `--work_dir` finished (trained policies, evaluations) and redoes the rest,
+e.g. to re-render the record or to evaluate again after an interrupted run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmark_machine import cpu_model
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--parallel", action="store_true", help="Run both post-trainings at the same time.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
+    parser.add_argument("--reuse", action="store_true", help="Keep finished runs / evaluations in --work_dir.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     work = Path(args.work_dir)
@@ -74,6 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"--pretrained {args.pretrained} is inside --work_dir under a run's name; move it.")
     processes = {}
     for name, start in runs.items():
+        if args.reuse and (work / name / "run_summary.json").exists():
+            logger.info("reusing the trained policy %s", work / name)
+            continue
         command = [
             sys.executable,
             "trainers/posttrain.py",
@@ -108,16 +115,16 @@ def main(argv: list[str] | None = None) -> dict:
     for name in runs:
         output = work / name
         evaluation = output / "eval_mt10.json"
-        start = time.perf_counter()
-        code = run(
-            [sys.executable, "trainers/eval_metaworld.py", f"--model={output}", "--tasks=MT10"]
-            + [f"--episodes_per_task={args.eval_episodes}", f"--max_steps={args.eval_max_steps}", "--workers=2"]
-            + [f"--output={evaluation}"],
-            work / f"{name}_eval.log",
-            threads=1,
-        ).wait()
-        if code:
-            raise RuntimeError(f"evaluation of {name} failed; see {work / f'{name}_eval.log'}")
+        if not (args.reuse and evaluation.exists()):
+            code = run(
+                [sys.executable, "trainers/eval_metaworld.py", f"--model={output}", "--tasks=MT10"]
+                + [f"--episodes_per_task={args.eval_episodes}", f"--max_steps={args.eval_max_steps}", "--workers=2"]
+                + [f"--output={evaluation}"],
+                work / f"{name}_eval.log",
+                threads=1,
+            ).wait()
+            if code:
+                raise RuntimeError(f"evaluation of {name} failed; see {work / f'{name}_eval.log'}")
         result = json.loads(evaluation.read_text())
         summary = json.loads((output / "run_summary.json").read_text())
         report["runs"][name] = {
@@ -127,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
             "final_train_loss": summary["final_loss"],
             "frames": summary["frames"],
             "episodes": summary["episodes"],
-            "eval_wall_time_s": round(time.perf_counter() - start, 1),
+            "eval_wall_time_s": result["wall_time_s"],
             "mean_predict_action_s_during_eval": result["mean_predict_action_seconds"],
         }
     results = Path(args.results)
@@ -135,8 +142,42 @@ def main(argv: list[str] | None = None) -> dict:
     stem = f"metaworld_mt10_{datetime.date.today().isoformat()}"
     (results / f"{stem}.json").write_text(json.dumps(report, indent=1))
     (results / f"{stem}.md").write_text(markdown(report))
+    plot(report, {name: work / name / "training_log.json" for name in runs}, results / f"{stem}.png")
     logger.info("\n%s", markdown(report))
     return report
+
+
+def plot(report: dict, training_logs: dict[str, Path], path: Path) -> Path:
+    """Left: post-training loss of each run against the step; right: success rate per task, runs side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = report["runs"]
+    tasks = list(next(iter(runs.values()))["success_rate_per_task"])
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 2]})
+    for name, log in training_logs.items():
+        history = [entry for entry in json.loads(log.read_text()) if "loss" in entry]
+        curves.plot([entry["step"] for entry in history], [entry["loss"] for entry in history], label=name)
+    curves.set(xlabel="step", ylabel="flow-matching loss", yscale="log", title="post-training loss")
+    curves.grid(alpha=0.3)
+    curves.legend()
+    width = 0.8 / len(runs)
+    positions = np.arange(len(tasks))
+    for index, (name, run_report) in enumerate(runs.items()):
+        rates = [run_report["success_rate_per_task"][task] for task in tasks]
+        label = f"{name} (mean {run_report['mean_success_rate']:.2f})"
+        bars.bar(positions + (index - (len(runs) - 1) / 2) * width, rates, width, label=label)
+    bars.set_xticks(positions, [task.removesuffix("-v3") for task in tasks], rotation=30, ha="right")
+    bars.set(ylabel="success rate", ylim=(0, 1.05), title="Meta-World MT10, held-out placements")
+    bars.grid(alpha=0.3, axis="y")
+    bars.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
 
 
 def markdown(report: dict) -> str:
