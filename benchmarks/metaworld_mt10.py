@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--episodes_per_task", type=int, default=20, help="Demonstrations per task.")
     parser.add_argument("--max_steps", type=int, default=1000, help="Optimizer steps of each post-training run.")
     parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=1e-4, help="Post-training lr (paper: 1e-4).")
     parser.add_argument("--head", default="128,4,4", help="DiT width,layers,heads.")
     parser.add_argument("--eval_episodes", type=int, default=10, help="Evaluation episodes per task.")
     parser.add_argument("--eval_max_steps", type=int, default=300)
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--reuse", action="store_true", help="Keep finished runs / evaluations in --work_dir.")
+    parser.add_argument("--tag", default="", help="Suffix of the result files (several budgets on one day).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     work = Path(args.work_dir)
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"--output_dir={work / name}",
         ]
         command += [f"--max_steps={args.max_steps}", f"--per_device_train_batch_size={args.batch_size}"]
+        command += [f"--learning_rate={args.learning_rate}"]
         command += [f"--head_hidden_size={width}", f"--head_num_layers={layers}", f"--head_num_heads={heads}"]
         command += [f"--seed={args.seed}", "--report_to=none", "--logging_steps=25", "--disable_tqdm=true"]
         processes[name] = run(command, work / f"{name}.log", args.threads)
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
             "demonstrations_per_task": args.episodes_per_task,
             "optimizer_steps": args.max_steps,
             "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
             "torch_threads_per_run": args.threads,
             "runs_in_parallel": args.parallel,
             "dit_width_layers_heads": [width, layers, heads],
@@ -139,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         }
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    stem = f"metaworld_mt10_{datetime.date.today().isoformat()}"
+    stem = f"metaworld_mt10_{datetime.date.today().isoformat()}" + (f"_{args.tag}" if args.tag else "")
     (results / f"{stem}.json").write_text(json.dumps(report, indent=1))
     (results / f"{stem}.md").write_text(markdown(report))
     plot(report, {name: work / name / "training_log.json" for name in runs}, results / f"{stem}.png")
@@ -190,8 +194,9 @@ def markdown(report: dict) -> str:
         "",
         f"Machine: {report['machine']}. Pretrained checkpoint: `{report['pretrained_checkpoint']}`.",
         f"Budget (each run): {budget['demonstrations_per_task']} expert demonstrations per task, "
-        f"{budget['optimizer_steps']} steps x batch {budget['batch_size']}, DiT {budget['dit_width_layers_heads']} "
-        f"(width, layers, heads), {budget['torch_threads_per_run']} torch thread(s), runs in parallel: "
+        f"{budget['optimizer_steps']} steps x batch {budget['batch_size']}, lr {budget['learning_rate']:g}, "
+        f"DiT {budget['dit_width_layers_heads']} (width, layers, heads), "
+        f"{budget['torch_threads_per_run']} torch thread(s), runs in parallel: "
         f"{budget['runs_in_parallel']}.",
         f"Evaluation: {report['evaluation']['episodes_per_task']} held-out placements per task (seed "
         f"{report['evaluation']['seed']}), at most {report['evaluation']['max_steps']} steps, success rate.",
