@@ -81,7 +81,6 @@ class PosttrainTrainingArguments(PaperTrainingArguments):
 
     learning_rate: float = field(default=1e-4)
     save_strategy: str = field(default="no")
-    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
 
 
@@ -25,6 +26,8 @@ class PaperTrainingArguments(TrainingArguments):
     max_grad_norm: float = field(default=1.0)
     remove_unused_columns: bool = field(default=False)
     logging_steps: float = field(default=10)
+    #: pinned host memory only helps copies to an accelerator; on CPU-only machines torch warns about it.
+    dataloader_pin_memory: bool = field(default_factory=torch.cuda.is_available)
 
 
 class StrictResumeMixin:
