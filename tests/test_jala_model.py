@@ -18,7 +18,14 @@ from modeling_jala.configuration_jala import JalaConfig
 from modeling_jala.modeling_jala import JalaForMotionPretraining, block_causal_mask
 from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID
 from tests.conftest import REPO_ROOT
-from tests.fixtures.tiny_jala import IMAGE_SIZE, IMAGE_TOKEN_ID, SSL_IMAGE_SIZE, tiny_jala_config, tiny_processor
+from tests.fixtures.tiny_jala import (
+    IMAGE_SIZE,
+    IMAGE_TOKEN_ID,
+    SSL_IMAGE_SIZE,
+    save_hub_folder,
+    tiny_jala_config,
+    tiny_processor,
+)
 
 K = 128
 
@@ -267,15 +274,6 @@ def test_generate_motion_returns_d162_and_joints(model: JalaForMotionPretraining
     assert (generated.motion[:, 0] == 0).all() and torch.isfinite(generated.motion).all()
 
 
-def _save(model: JalaForMotionPretraining, folder: Path) -> None:
-    model.config.register_for_auto_class()
-    model.register_for_auto_class("AutoModel")
-    model.save_pretrained(folder)
-    processor = tiny_processor()
-    processor.register_for_auto_class()
-    processor.save_pretrained(folder)
-
-
 _RELOAD = """
 import sys, torch
 from safetensors.torch import load_file, save_file
@@ -297,7 +295,7 @@ def test_save_then_load_in_a_fresh_process_gives_identical_logits(
     model: JalaForMotionPretraining, tmp_path: Path
 ) -> None:
     folder = tmp_path / "jala"
-    _save(model, folder)
+    save_hub_folder(model, folder)
     files = {path.name for path in folder.iterdir()}
     assert {
         "config.json",
@@ -435,7 +433,7 @@ def test_lapa_variant_learns_latent_codes_from_every_clip() -> None:
 
 
 def test_loading_the_processor_never_prompts_for_remote_code(model: JalaForMotionPretraining, tmp_path: Path) -> None:
-    _save(model, tmp_path)
+    save_hub_folder(model, tmp_path)
     script = (
         "import sys; from modeling_jala.processing_jala import JalaProcessor; "
         "p = JalaProcessor.from_pretrained(sys.argv[1]); print(type(p.tokenizer).__name__)"

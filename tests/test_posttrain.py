@@ -27,7 +27,7 @@ from modeling_jala.flow_head_jala import (
     velocity_target,
 )
 from modeling_jala.modeling_jala import JalaForActionPrediction, JalaForMotionPretraining
-from tests.fixtures.tiny_jala import tiny_jala_config, tiny_processor
+from tests.fixtures.tiny_jala import save_hub_folder, tiny_jala_config, tiny_processor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,14 +165,7 @@ def pretrained_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny JalaForMotionPretraining Hub folder (random weights) with its processor."""
     torch.manual_seed(3)
     model = JalaForMotionPretraining(tiny_jala_config())
-    folder = tmp_path_factory.mktemp("jala") / "pretrained"
-    model.config.register_for_auto_class()
-    model.register_for_auto_class("AutoModel")
-    model.save_pretrained(folder)
-    processor = tiny_processor()
-    processor.register_for_auto_class()
-    processor.save_pretrained(folder)
-    return folder
+    return save_hub_folder(model, tmp_path_factory.mktemp("jala") / "pretrained")
 
 
 def test_from_pretrained_jala_reads_h_exactly_as_the_pretraining_model(pretrained_folder: Path) -> None:
@@ -288,13 +281,8 @@ def test_hub_round_trip_in_a_fresh_process_gives_identical_actions(tmp_path: Pat
     model.set_normalization_stats(
         {"observation.state": {"mean": [0.0, 1.0], "std": [2.0, 2.0]}, "action": {"mean": [1, 2, 3], "std": [4, 5, 6]}}
     )
-    folder = tmp_path / "policy"
-    model.config.register_for_auto_class()
-    model.register_for_auto_class("AutoModel")
-    model.save_pretrained(folder)
     processor = tiny_processor()
-    processor.register_for_auto_class()
-    processor.save_pretrained(folder)
+    folder = save_hub_folder(model, tmp_path / "policy", processor)
     assert {"flow_head_jala.py", "modeling_jala.py", "processing_jala.py", "model.safetensors"} <= {
         path.name for path in folder.iterdir()
     }

@@ -16,7 +16,7 @@ from PIL import Image
 
 from modeling_jala.hand_jala import JOINTS_XYZ
 from modeling_jala.modeling_jala import JalaForMotionPretraining
-from tests.fixtures.tiny_jala import tiny_jala_config, tiny_processor
+from tests.fixtures.tiny_jala import save_hub_folder, tiny_jala_config
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SPACE_DIR = REPO_ROOT / "spaces" / "jala_demo"
@@ -37,14 +37,7 @@ import validation  # noqa: E402
 def save_tiny_jala(folder: Path, seed: int = 0) -> Path:
     """A tiny JalaForMotionPretraining saved as a Hub folder (auto_map + code), loadable with AutoModel."""
     torch.manual_seed(seed)
-    model = JalaForMotionPretraining(tiny_jala_config()).eval()
-    model.config.register_for_auto_class()
-    model.register_for_auto_class("AutoModel")
-    model.save_pretrained(folder)
-    processor = tiny_processor()
-    processor.register_for_auto_class()
-    processor.save_pretrained(folder)
-    return folder
+    return save_hub_folder(JalaForMotionPretraining(tiny_jala_config()).eval(), folder)
 
 
 def build_fixture_examples(root: Path) -> Path:

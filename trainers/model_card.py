@@ -5,9 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from transformers import PreTrainedModel
+
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 
 PAPER = "https://arxiv.org/abs/2602.21736"
+
+
+def _front_matter(tags: list[str], pipeline_tag: str | None = None) -> str:
+    """The card's Hub YAML metadata block (library, licence, pipeline, tags)."""
+    lines = ["---", "library_name: transformers", "license: apache-2.0"]
+    if pipeline_tag:
+        lines.append(f"pipeline_tag: {pipeline_tag}")
+    lines += ["tags:", *(f"- {tag}" for tag in ["jala", *tags]), "---"]
+    return "\n".join(lines) + "\n"
 
 
 def _metric_rows(report: dict) -> str:
@@ -26,17 +37,9 @@ def _metric_rows(report: dict) -> str:
 
 def write_tokenizer_card(output_dir: Path, config: JalaMotionTokenizerConfig, report: dict, args: dict) -> Path:
     """README.md describing the tokenizer, how to load it, and what it measured on held-out clips."""
-    card = f"""---
-library_name: transformers
-license: apache-2.0
-tags:
-- jala
-- hand-motion
-- motion-tokenizer
-- vector-quantization
-- mano
----
-
+    card = (
+        _front_matter(["hand-motion", "motion-tokenizer", "vector-quantization", "mano"])
+        + f"""
 # JALA motion tokenizer (part-level GRVQ)
 
 Tokenizes MANO-D162 hand motion for [JALA]({PAPER}): each 15-frame chunk of one hand becomes
@@ -75,6 +78,7 @@ lab data; the numbers above come from the data named below and are not directly 
 
 `training_log.jsonl` holds the logged curve, `training_curve.png` plots it.
 """
+    )
     path = Path(output_dir) / "README.md"
     path.write_text(card)
     return path
@@ -101,17 +105,9 @@ def write_jala_card(
             "\n## Generation on held-out clips\n\nFirst frame + instruction only; millimetres / degrees.\n\n"
             "| split | MPJPE | PA-MPJPE | MWTE | MDE |\n|---|---|---|---|---|\n" + rows + "\n"
         )
-    card = f"""---
-library_name: transformers
-license: apache-2.0
-pipeline_tag: robotics
-tags:
-- jala
-- vision-language-action
-- hand-motion
-- latent-actions
----
-
+    card = (
+        _front_matter(["vision-language-action", "hand-motion", "latent-actions"], "robotics")
+        + f"""
 # JALA ({config.variant}) — Joint-Aligned Latent Action pretraining
 
 A [JALA]({PAPER}) model: a VLM ({config.vlm_config.model_type}, {text.num_hidden_layers} decoder layers, width
@@ -145,6 +141,47 @@ Last logged step: {json.dumps(last)}
 {json.dumps(training_args, indent=1, default=str)}
 ```
 """
+    )
+    path = Path(output_dir) / "README.md"
+    path.write_text(card)
+    return path
+
+
+def write_policy_card(output_dir: Path, model: PreTrainedModel, summary: dict, tasks: list[str]) -> Path:
+    """README.md of a post-trained policy folder: what it is, how to call it, what it was trained on."""
+    head = model.config.action_head_config
+    text = model.config.vlm_config.get_text_config()
+    task_list = "\n".join(f"- {task}" for task in tasks)
+    card = (
+        _front_matter(["vision-language-action", "flow-matching", "lerobot"], "robotics")
+        + f"""
+# JALA policy — flow-matching action head on JALA predictive embeddings
+
+A JALA ({PAPER}) VLA: the VLM ({model.config.vlm_config.model_type}, decoder kept up to its align layer
+{model.config.align_layer}, width {text.hidden_size}) reads the camera image and the instruction, its predictive
+embeddings at placeholder motion slots condition a DiT ({head.num_layers} layers, {head.num_heads} heads, width
+{head.hidden_size}) that samples {head.chunk_size}-step chunks of {head.action_dim}-d actions from the
+{head.state_dim}-d robot state in {head.num_inference_steps} Euler steps of diffusers'
+`FlowMatchEulerDiscreteScheduler`. State/action normalisation statistics are part of the weights.
+
+## Usage
+
+```python
+from transformers import AutoModel
+
+policy = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True).eval()
+actions = policy.predict_action(image, "open the drawer", state)  # (1, {head.chunk_size}, {head.action_dim}) raw
+```
+
+## Training
+
+Post-trained from `{summary["start"]}` on `{summary["dataset"]}` ({summary["episodes"]} episodes,
+{summary["frames"]} frames): {summary["steps"]} steps at global batch {summary["global_batch_size"]},
+{summary["wall_time_s"]:.0f} s. Instructions:
+
+{task_list}
+"""
+    )
     path = Path(output_dir) / "README.md"
     path.write_text(card)
     return path

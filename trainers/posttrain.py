@@ -38,12 +38,12 @@ from dataset_scripts.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
 from modeling_jala.configuration_jala import JalaConfig
 from modeling_jala.modeling_jala import JalaForActionPrediction
 from modeling_jala.processing_jala import JalaProcessor
+from trainers.model_card import write_policy_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import words
-from trainers.training_common import PaperTrainingArguments, StrictResumeMixin
+from trainers.training_common import PaperTrainingArguments, StrictResumeMixin, save_hub_folder
 
 logger = logging.getLogger("jala.posttrain")
-PAPER = "https://arxiv.org/abs/2602.21736"
 
 
 @dataclass
@@ -143,53 +143,6 @@ def extend_word_vocabulary(processor: JalaProcessor, texts: list[str]) -> int:
     return len(new_words)
 
 
-def write_policy_card(output_dir: Path, model: JalaForActionPrediction, summary: dict, tasks: list[str]) -> Path:
-    """README.md of a post-trained policy folder: what it is, how to call it, what it was trained on."""
-    head = model.config.action_head_config
-    text = model.config.vlm_config.get_text_config()
-    task_list = "\n".join(f"- {task}" for task in tasks)
-    card = f"""---
-library_name: transformers
-license: apache-2.0
-pipeline_tag: robotics
-tags:
-- jala
-- vision-language-action
-- flow-matching
-- lerobot
----
-
-# JALA policy — flow-matching action head on JALA predictive embeddings
-
-A JALA ({PAPER}) VLA: the VLM ({model.config.vlm_config.model_type}, decoder kept up to its align layer
-{model.config.align_layer}, width {text.hidden_size}) reads the camera image and the instruction, its predictive
-embeddings at placeholder motion slots condition a DiT ({head.num_layers} layers, {head.num_heads} heads, width
-{head.hidden_size}) that samples {head.chunk_size}-step chunks of {head.action_dim}-d actions from the
-{head.state_dim}-d robot state in {head.num_inference_steps} Euler steps of diffusers'
-`FlowMatchEulerDiscreteScheduler`. State/action normalisation statistics are part of the weights.
-
-## Usage
-
-```python
-from transformers import AutoModel
-
-policy = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True).eval()
-actions = policy.predict_action(image, "open the drawer", state)  # (1, {head.chunk_size}, {head.action_dim}) raw
-```
-
-## Training
-
-Post-trained from `{summary["start"]}` on `{summary["dataset"]}` ({summary["episodes"]} episodes,
-{summary["frames"]} frames): {summary["steps"]} steps at global batch {summary["global_batch_size"]},
-{summary["wall_time_s"]:.0f} s. Instructions:
-
-{task_list}
-"""
-    path = Path(output_dir) / "README.md"
-    path.write_text(card)
-    return path
-
-
 def build_model(
     model_args: ModelArguments, action_dim: int, state_dim: int
 ) -> tuple[JalaForActionPrediction, JalaProcessor]:
@@ -268,15 +221,7 @@ def main(argv: list[str] | None = None) -> Path:
     wall_time = time.perf_counter() - start
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
-        model.config.register_for_auto_class()
-        model.register_for_auto_class("AutoModel")
-        processor.register_for_auto_class()
-        trainer.save_model(str(output_dir))
-        (output_dir / "training_args.bin").unlink(missing_ok=True)  # the Hub folder holds no pickle
-        (output_dir / "training_args.json").write_text(training_args.to_json_string())
-        processor.save_pretrained(output_dir)
-        history = [entry for entry in trainer.state.log_history if "loss" in entry]
-        (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))
+        history = save_hub_folder(trainer, processor, output_dir)
         plot_training_curves(history, ["loss", "grad_norm", "learning_rate"], output_dir / "training_curve.png")
         summary = {
             "start": "from_scratch" if model_args.from_scratch else model_args.model_name_or_path,

@@ -16,7 +16,6 @@ safetensors, the modeling code, the processor and the motion tokenizer subfolder
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from trainers.model_card import write_jala_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
 from trainers.pretrain_collator import JalaPretrainCollator
-from trainers.training_common import PaperTrainingArguments
+from trainers.training_common import PaperTrainingArguments, save_hub_folder
 
 logger = logging.getLogger("jala.pretrain")
 
@@ -185,16 +184,7 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
-        model.config.register_for_auto_class()
-        model.register_for_auto_class("AutoModel")
-        processor.register_for_auto_class()
-        trainer.save_model(str(output_dir))
-        # The Hub folder holds no pickle: Trainer's training_args.bin becomes JSON.
-        (output_dir / "training_args.bin").unlink(missing_ok=True)
-        (output_dir / "training_args.json").write_text(training_args.to_json_string())
-        processor.save_pretrained(output_dir)
-        history = [entry for entry in trainer.state.log_history if "loss" in entry]
-        (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))
+        history = save_hub_folder(trainer, processor, output_dir)
         plot_training_curves(
             history,
             ["loss", "mcp_loss", "align_loss", "mcp_accuracy", "h_effective_rank", "z_effective_rank"],

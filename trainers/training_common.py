@@ -1,12 +1,15 @@
-"""What the pretraining and post-training Trainers share: the paper's optimiser defaults and strict resume."""
+"""What the pretraining and post-training Trainers share: the paper's optimiser defaults, strict resume and the
+Hub folder they write at the end."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import TrainingArguments
+from transformers import ProcessorMixin, Trainer, TrainingArguments
 
 
 @dataclass
@@ -47,3 +50,23 @@ class StrictResumeMixin:
         target = target.module if hasattr(target, "module") else target
         loaded = type(target).from_pretrained(resume_from_checkpoint)
         target.load_state_dict(loaded.state_dict(), strict=True)
+
+
+def save_hub_folder(trainer: Trainer, processor: ProcessorMixin, output_dir: Path) -> list[dict]:
+    """Write the trained model as a Hub repo (rank 0 only): config with auto_map, safetensors, the modeling code,
+    the processor, the training arguments as JSON and the logged history (training_log.json); returns the history.
+
+    `trainer.save_model` (not `model.save_pretrained`) so FSDP / DeepSpeed gather the full state dict. The Hub
+    folder holds no pickle: the Trainer's training_args.bin is replaced by training_args.json.
+    """
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.register_for_auto_class()
+    model.register_for_auto_class("AutoModel")
+    processor.register_for_auto_class()
+    trainer.save_model(str(output_dir))
+    (output_dir / "training_args.bin").unlink(missing_ok=True)
+    (output_dir / "training_args.json").write_text(trainer.args.to_json_string())
+    processor.save_pretrained(output_dir)
+    history = [entry for entry in trainer.state.log_history if "loss" in entry]
+    (output_dir / "training_log.json").write_text(json.dumps(history, indent=1))
+    return history
