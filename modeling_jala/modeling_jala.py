@@ -89,6 +89,9 @@ class JalaPretrainingOutput(ModelOutput):
         latent_code_loss: LAPA† only — cross-entropy of the VLM's latent-code predictions (pseudo-labels).
         latent_reconstruction_loss: LAPA† only — the forward model's next-frame feature error + VQ terms.
         mcp_accuracy: accuracy of the masked-token predictions.
+        mcp_loss_per_codebook / mcp_accuracy_per_codebook: (2 * G * L,) the same per codebook (wrist codebooks
+            first, each part group-major then residual layer); NaN where no masked token used that codebook. They
+            show the coarse residual layers being learned before the fine ones.
         num_masked_tokens: masked tokens that entered L_MCP.
         motion_mask: (B, N, 2, K) which slots were placeholders.
         predictive_embeddings / latent_actions / slot_mask: as in [`JalaModelOutput`].
@@ -100,6 +103,8 @@ class JalaPretrainingOutput(ModelOutput):
     latent_code_loss: Tensor | None = None
     latent_reconstruction_loss: Tensor | None = None
     mcp_accuracy: Tensor | None = None
+    mcp_loss_per_codebook: Tensor | None = None
+    mcp_accuracy_per_codebook: Tensor | None = None
     num_masked_tokens: Tensor | None = None
     motion_mask: Tensor | None = None
     predictive_embeddings: Tensor | None = None
@@ -121,32 +126,79 @@ class JalaMotionGeneration(ModelOutput):
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class MotionSlotLayout:
+    """Which codebook each of a hand's 2 x tokens_per_part slots reads: the tokenizer's layout, written once here.
+
+    A part's tokens are step-major over (latent step, group, residual layer) (`PartTokenizer.ids_to_tokens`), so
+    slot `s` of part `p` uses codebook `(p, (s mod G*L))`: G*L codebooks per part, 2*G*L per hand (32 for the
+    paper's 2 groups x 8 layers). Token id i of one codebook means something unrelated to id i of another, so
+    embeddings and output heads are indexed by (codebook, id), never by id alone.
+    """
+
+    num_groups: int
+    num_residual_layers: int
+    latent_steps: int
+    codebook_size: int
+
+    @classmethod
+    def from_config(cls, config: Any) -> MotionSlotLayout:
+        return cls(config.num_groups, config.num_residual_layers, config.latent_steps, config.codebook_size)
+
+    @property
+    def codebooks_per_part(self) -> int:
+        return self.num_groups * self.num_residual_layers
+
+    @property
+    def tokens_per_part(self) -> int:
+        return self.latent_steps * self.codebooks_per_part
+
+    @property
+    def num_codebooks(self) -> int:
+        return 2 * self.codebooks_per_part
+
+    def codebook_of_slot(self, device: torch.device | None = None) -> Tensor:
+        """(2 * tokens_per_part,) codebook index in [0, num_codebooks) of every slot of a hand's chunk."""
+        slot = torch.arange(2 * self.tokens_per_part, device=device)
+        part = slot // self.tokens_per_part
+        return part * self.codebooks_per_part + (slot % self.tokens_per_part) % self.codebooks_per_part
+
+    def residual_layer_of_slot(self, device: torch.device | None = None) -> Tensor:
+        """(2 * tokens_per_part,) residual layer (0 = coarsest) of every slot."""
+        return self.codebook_of_slot(device) % self.num_residual_layers
+
+    def part_of_slot(self, device: torch.device | None = None) -> Tensor:
+        """(2 * tokens_per_part,) 0 for wrist slots, 1 for finger slots."""
+        return self.codebook_of_slot(device) // self.codebooks_per_part
+
+
 class MotionTokenEmbedding(nn.Module):
     """Embeds motion-token ids of a chunk for both hands, with placeholders for masked slots.
 
-    A slot's embedding is its code embedding (or its part's mask embedding when hidden) plus a learned slot
-    embedding (which of the 128 positions: part, latent step, group, residual layer — the same id means a
-    different code in each) plus a hand embedding. `<mot>` / `</mot>` delimit each hand's block.
+    A slot's embedding is its code embedding — one table row per (codebook, id), so the 2 x G x L codebooks of a
+    hand (wrist and finger groups x residual layers) never share a row — or its part's mask embedding when hidden,
+    plus a learned slot embedding (position in the chunk: latent step, group, residual layer) and a hand embedding.
+    `<mot>` / `</mot>` delimit each hand's block. Cost: 2 G L V x hidden parameters (the paper's sizes:
+    32 x 4096 x 1536 = 201M; the tiny structure: 32 x 512 x 128 = 2.1M).
     """
 
-    def __init__(self, hidden_size: int, codebook_size: int, tokens_per_part: int) -> None:
+    def __init__(self, hidden_size: int, layout: MotionSlotLayout) -> None:
         super().__init__()
-        self.tokens_per_part = tokens_per_part
-        self.codebook_size = codebook_size
-        self.code_embeddings = nn.Embedding(2 * codebook_size, hidden_size)  # wrist codes, then finger codes
+        self.layout = layout
+        self.tokens_per_part = layout.tokens_per_part
+        self.codebook_size = layout.codebook_size
+        self.code_embeddings = nn.Embedding(layout.num_codebooks * layout.codebook_size, hidden_size)
         self.mask_embeddings = nn.Parameter(torch.zeros(2, hidden_size))
-        self.slot_embeddings = nn.Parameter(torch.zeros(2 * tokens_per_part, hidden_size))
+        self.slot_embeddings = nn.Parameter(torch.zeros(2 * layout.tokens_per_part, hidden_size))
         self.hand_embeddings = nn.Parameter(torch.zeros(2, hidden_size))
         self.delimiter_embeddings = nn.Parameter(torch.zeros(2, hidden_size))  # <mot>, </mot>
 
-    def part_of_slot(self, device: torch.device) -> Tensor:
-        return (torch.arange(2 * self.tokens_per_part, device=device) >= self.tokens_per_part).long()
-
     def forward(self, token_ids: Tensor, hidden: Tensor) -> Tensor:
         """(B, N, 2, K) ids and hidden flags -> (B, N, 2, K + 2, H) block embeddings."""
-        part = self.part_of_slot(token_ids.device)
-        safe_ids = token_ids.clamp(0, self.codebook_size - 1) + part * self.codebook_size
-        codes = self.code_embeddings(safe_ids)
+        codebook = self.layout.codebook_of_slot(token_ids.device)
+        part = self.layout.part_of_slot(token_ids.device)
+        table_rows = token_ids.clamp(0, self.codebook_size - 1) + codebook * self.codebook_size
+        codes = self.code_embeddings(table_rows)
         codes = torch.where(hidden[..., None], self.mask_embeddings[part].to(codes.dtype), codes)
         slots = codes + self.slot_embeddings.to(codes.dtype)
         shape = (*token_ids.shape[:2], 2, 1, codes.shape[-1])
@@ -154,6 +206,31 @@ class MotionTokenEmbedding(nn.Module):
         end = self.delimiter_embeddings[1].to(codes.dtype).expand(shape)
         blocks = torch.cat([begin, slots, end], dim=3)
         return blocks + self.hand_embeddings.to(codes.dtype)[None, None, :, None, :]
+
+
+class MotionTokenHeads(nn.Module):
+    """One linear classifier per codebook: slot states (..., 2 * tokens_per_part, H) -> logits (..., same, V).
+
+    Like the embeddings, the output layer of a slot is that of its own codebook (2 G L heads of V x H each; the
+    tiny structure: 32 x 512 x 128 = 2.1M parameters, the paper's 201M). All slots are scored in one batched
+    einsum over (latent step, codebook) — no gather of per-slot weight matrices.
+    """
+
+    def __init__(self, hidden_size: int, layout: MotionSlotLayout) -> None:
+        super().__init__()
+        self.layout = layout
+        self.weight = nn.Parameter(torch.empty(layout.num_codebooks, layout.codebook_size, hidden_size))
+        self.bias = nn.Parameter(torch.zeros(layout.num_codebooks, layout.codebook_size))
+
+    def forward(self, slot_states: Tensor) -> Tensor:
+        layout = self.layout
+        leading = slot_states.shape[:-2]
+        # (..., part, step, codebook-in-part, H): step-major slots, as the tokenizer lays them out.
+        states = slot_states.reshape(-1, 2, layout.latent_steps, layout.codebooks_per_part, slot_states.shape[-1])
+        weight = self.weight.view(2, layout.codebooks_per_part, layout.codebook_size, -1).to(states.dtype)
+        bias = self.bias.view(2, layout.codebooks_per_part, layout.codebook_size).to(states.dtype)
+        logits = torch.einsum("bpsch,pcvh->bpscv", states, weight) + bias[None, :, None]
+        return logits.reshape(*leading, 2 * layout.tokens_per_part, layout.codebook_size)
 
 
 def block_causal_mask(
@@ -219,6 +296,9 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             for tensor in (module.mask_embeddings, module.slot_embeddings, module.hand_embeddings):
                 init.normal_(tensor, std=std)
             init.normal_(module.delimiter_embeddings, std=std)
+        elif isinstance(module, MotionTokenHeads):
+            init.normal_(module.weight, std=std)
+            init.zeros_(module.bias)
         elif isinstance(module, LatentPerceiver):
             init.normal_(module.queries, std=std)
             init.normal_(module.frame_embedding, std=std)
@@ -248,9 +328,7 @@ class JalaModel(JalaPreTrainedModel):
         self.ssl_encoder = AutoModel.from_config(config.ssl_encoder_config)
         hidden = config.hidden_size
         tokenizer_config = config.motion_tokenizer_config
-        self.motion_embedding = MotionTokenEmbedding(
-            hidden, tokenizer_config.codebook_size, tokenizer_config.tokens_per_part
-        )
+        self.motion_embedding = MotionTokenEmbedding(hidden, MotionSlotLayout.from_config(tokenizer_config))
         perceiver_kwargs = {
             "feature_dim": config.ssl_encoder_config.hidden_size,
             "width": config.perceiver_hidden_size,
@@ -516,6 +594,17 @@ class JalaModel(JalaPreTrainedModel):
         )
 
 
+def codebook_means(codebook: Tensor, loss: Tensor, correct: Tensor, num_codebooks: int) -> tuple[Tensor, Tensor]:
+    """Mean loss and accuracy per codebook of M scored tokens ((M,) each); NaN for codebooks with no token."""
+    counts = torch.zeros(num_codebooks, device=loss.device).index_add_(0, codebook, torch.ones_like(loss))
+    loss_sums = torch.zeros(num_codebooks, device=loss.device).index_add_(0, codebook, loss.float())
+    correct_sums = torch.zeros(num_codebooks, device=loss.device).index_add_(0, codebook, correct.float())
+    empty = counts == 0
+    counts = counts.clamp_min(1)
+    nan = float("nan")
+    return (loss_sums / counts).masked_fill(empty, nan), (correct_sums / counts).masked_fill(empty, nan)
+
+
 def _first(output: Any) -> Tensor:
     return output[0] if isinstance(output, tuple | list) else output
 
@@ -534,8 +623,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         self.model = JalaModel(config)
         tokenizer_config = config.motion_tokenizer_config
         hidden = config.hidden_size
-        self.wrist_head = nn.Linear(hidden, tokenizer_config.codebook_size)
-        self.finger_head = nn.Linear(hidden, tokenizer_config.codebook_size)
+        self.slot_layout = MotionSlotLayout.from_config(tokenizer_config)
+        self.motion_heads = MotionTokenHeads(hidden, self.slot_layout)
         self.latent_code_head = nn.Linear(hidden, config.lapa_codebook_size) if config.variant == "lapa" else None
         self.motion_tokenizer = JalaMotionTokenizer(tokenizer_config)
         self.post_init()
@@ -661,10 +750,9 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         return mask.to(device)
 
     # -- forward ------------------------------------------------------------------------------------------------
-    def motion_logits(self, motion_states: Tensor) -> tuple[Tensor, Tensor]:
-        """(..., K, H) -> wrist (..., K/2, V) and finger (..., K/2, V) logits."""
-        half = self.config.motion_tokenizer_config.tokens_per_part
-        return self.wrist_head(motion_states[..., :half, :]), self.finger_head(motion_states[..., half:, :])
+    def motion_logits(self, motion_states: Tensor) -> Tensor:
+        """(..., K, H) slot states -> (..., K, V) logits, each slot scored by its own codebook's head."""
+        return self.motion_heads(motion_states)
 
     def forward(
         self,
@@ -727,25 +815,20 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         slot_mask = outputs.slot_mask
         targets_mask = motion_mask & slot_mask[..., None] & labelled[:, None, None, None]
         targets_mask &= motion_token_ids != IGNORE_TOKEN_ID
-        states = outputs.motion_hidden_states[targets_mask]  # (M, H)
+        logits = self.motion_logits(outputs.motion_hidden_states)[targets_mask]  # (M, V)
         targets = motion_token_ids[targets_mask]
-        half = self.config.motion_tokenizer_config.tokens_per_part
-        slot_index = torch.arange(2 * half, device=device).expand_as(motion_token_ids)[targets_mask]
-        is_wrist = slot_index < half
-        logits = torch.empty(states.shape[0], self.config.motion_tokenizer_config.codebook_size, device=device)
-        logits = logits.to(states.dtype)
-        if is_wrist.any():
-            logits[is_wrist] = self.wrist_head(states[is_wrist])
-        if (~is_wrist).any():
-            logits[~is_wrist] = self.finger_head(states[~is_wrist])
+        codebook = self.slot_layout.codebook_of_slot(device).expand_as(motion_token_ids)[targets_mask]
         num_masked = targets_mask.sum()
-        if states.shape[0]:
-            mcp_loss = F.cross_entropy(logits.float(), targets)
-            accuracy = (logits.argmax(-1) == targets).float().mean()
+        if logits.shape[0]:
+            token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+            correct = (logits.argmax(-1) == targets).float()
+            mcp_loss, accuracy = token_loss.mean(), correct.mean()
         else:
             # Keep every parameter in the graph so DDP sees the same set on all ranks.
-            mcp_loss = 0.0 * (self.wrist_head.weight.sum() + self.finger_head.weight.sum())
+            mcp_loss = 0.0 * sum(parameter.sum() for parameter in self.motion_heads.parameters())
+            token_loss = correct = logits.new_zeros(0)
             accuracy = torch.zeros((), device=device)
+        per_codebook = codebook_means(codebook, token_loss.detach(), correct, self.slot_layout.num_codebooks)
         loss = mcp_loss
 
         align_loss = None
@@ -770,6 +853,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             latent_code_loss=None if code_loss is None else code_loss.detach(),
             latent_reconstruction_loss=None if reconstruction_loss is None else reconstruction_loss.detach(),
             mcp_accuracy=accuracy,
+            mcp_loss_per_codebook=per_codebook[0],
+            mcp_accuracy_per_codebook=per_codebook[1],
             num_masked_tokens=num_masked,
             motion_mask=motion_mask,
             predictive_embeddings=outputs.predictive_embeddings,
@@ -885,8 +970,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             for step in range(steps):
                 chunk = self.model.motion_part(ids[:, k : k + 1].clamp_min(0), hidden[:, None], slot_mask, context, k)
                 states = self._cached_chunk_states(chunk, seen, cache, keep=False)
-                wrist, finger = self.motion_logits(states)
-                logits = torch.cat([wrist, finger], dim=2).float()  # (runs, 2, K, V)
+                logits = self.motion_logits(states).float()  # (runs, 2, K, V)
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
                 sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
                 confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~hidden, -1.0)

@@ -213,7 +213,7 @@ def test_gradients_reach_exactly_the_parameters_they_should(model: JalaForMotion
     assert "model.lsp.queries" not in with_grad
     assert "model.lsp.input_projection.weight" in with_grad  # LSP trunk learns through the VLM
     assert not any(name.startswith(("model.ssl_encoder.", "motion_tokenizer.")) for name in with_grad)
-    assert {"wrist_head.weight", "finger_head.weight", "model.motion_embedding.code_embeddings.weight"} <= with_grad
+    assert {"motion_heads.weight", "motion_heads.bias", "model.motion_embedding.code_embeddings.weight"} <= with_grad
     assert any(name.startswith("model.vlm.language_model.") for name in with_grad)
 
 
@@ -286,8 +286,8 @@ assert type(model).__name__ == "JalaForMotionPretraining" and type(processor).__
 assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
 batch = load_file(batch_file)
 out = model.model(**{k: v for k, v in batch.items() if k != "labelled"})
-wrist, finger = model.motion_logits(out.motion_hidden_states)
-save_file({"wrist": wrist.contiguous(), "finger": finger.contiguous(), "z": out.latent_actions.contiguous()}, out_file)
+logits = model.motion_logits(out.motion_hidden_states)
+save_file({"logits": logits.contiguous(), "z": out.latent_actions.contiguous()}, out_file)
 """
 
 
@@ -331,17 +331,16 @@ def test_save_then_load_in_a_fresh_process_gives_identical_logits(
     )
     reloaded = load_file(tmp_path / "out.safetensors")
     local = model.model(**{k: v for k, v in batch.items() if k != "labelled"})
-    wrist, finger = model.motion_logits(local.motion_hidden_states)
-    assert torch.equal(reloaded["wrist"], wrist) and torch.equal(reloaded["finger"], finger)
+    assert torch.equal(reloaded["logits"], model.motion_logits(local.motion_hidden_states))
     assert torch.equal(reloaded["z"], local.latent_actions)
 
 
 def test_loading_is_strict(model: JalaForMotionPretraining, tmp_path: Path) -> None:
     model.save_pretrained(tmp_path)
     weights = load_file(tmp_path / "model.safetensors")
-    weights.pop("wrist_head.weight")
+    weights.pop("motion_heads.weight")
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=r"missing keys .*wrist_head\.weight"):
+    with pytest.raises(ValueError, match=r"missing keys .*motion_heads\.weight"):
         JalaForMotionPretraining.from_pretrained(tmp_path)
 
 
@@ -448,3 +447,66 @@ def test_loading_the_processor_never_prompts_for_remote_code(model: JalaForMotio
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Do you wish to run the custom code" not in result.stdout + result.stderr
+
+
+def test_every_codebook_has_its_own_embedding_rows_and_head(model: JalaForMotionPretraining) -> None:
+    tokenizer = model.config.motion_tokenizer_config
+    codebooks = 2 * tokenizer.num_groups * tokenizer.num_residual_layers
+    vocabulary, hidden = tokenizer.codebook_size, model.config.hidden_size
+    assert model.model.motion_embedding.code_embeddings.weight.shape == (codebooks * vocabulary, hidden)
+    assert model.motion_heads.weight.shape == (codebooks, vocabulary, hidden)
+    assert model.motion_heads.bias.shape == (codebooks, vocabulary)
+    # Slot -> codebook follows the tokenizer's step-major (step, group, layer) layout, wrist then finger.
+    layout = model.slot_layout
+    slots = layout.codebook_of_slot()
+    per_part = tokenizer.num_groups * tokenizer.num_residual_layers
+    expected = [
+        part * per_part + group * tokenizer.num_residual_layers + layer
+        for part in range(2)
+        for _step in range(tokenizer.latent_steps)
+        for group in range(tokenizer.num_groups)
+        for layer in range(tokenizer.num_residual_layers)
+    ]
+    assert slots.tolist() == expected
+    assert layout.residual_layer_of_slot().tolist() == [c % tokenizer.num_residual_layers for c in expected]
+
+
+def test_the_same_id_in_two_codebooks_embeds_differently(model: JalaForMotionPretraining) -> None:
+    embedding = model.model.motion_embedding
+    ids = torch.full((1, 1, 2, model.config.motion_tokens_per_chunk), 3)
+    hidden = torch.zeros_like(ids, dtype=torch.bool)
+    blocks = embedding(ids, hidden)[0, 0, 0, 1:-1]  # right after <mot>
+    codes = blocks - embedding.slot_embeddings - embedding.hand_embeddings[0]
+    per_part = model.slot_layout.codebooks_per_part
+    # Slots 0 and 1 (layer 0 and 1 of group 0) hold id 3 of different codebooks; slot 0 and slot `per_part`
+    # (the next latent step) hold id 3 of the same codebook.
+    assert not torch.allclose(codes[0], codes[1])
+    torch.testing.assert_close(codes[0], codes[per_part])
+
+
+def test_heads_score_each_slot_with_its_own_codebook(model: JalaForMotionPretraining) -> None:
+    torch.manual_seed(0)
+    layout = model.slot_layout
+    states = torch.randn(3, 2 * layout.tokens_per_part, model.config.hidden_size)
+    logits = model.motion_logits(states)
+    codebook = layout.codebook_of_slot()
+    weight, bias = model.motion_heads.weight, model.motion_heads.bias
+    expected = torch.stack([states[:, s] @ weight[codebook[s]].T + bias[codebook[s]] for s in range(len(codebook))], 1)
+    torch.testing.assert_close(logits, expected)
+
+
+def test_per_codebook_metrics_match_the_overall_accuracy(model: JalaForMotionPretraining) -> None:
+    from trainers.jala_trainer import codebook_terms
+
+    model.eval()
+    torch.manual_seed(1)
+    out = model(**make_batch(labelled=(True, True)))
+    codebooks = 2 * model.slot_layout.codebooks_per_part
+    assert out.mcp_accuracy_per_codebook.shape == (codebooks,) == out.mcp_loss_per_codebook.shape
+    used = ~out.mcp_loss_per_codebook.isnan()
+    assert used.any()
+    terms = codebook_terms(out, model.config.motion_tokenizer_config)
+    layers = model.config.motion_tokenizer_config.num_residual_layers
+    assert {f"mcp_accuracy_layer{layer}" for layer in range(layers)} >= {k for k in terms if "accuracy_layer" in k}
+    assert {"mcp_loss_wrist", "mcp_loss_finger", "mcp_accuracy_wrist", "mcp_accuracy_finger"} <= set(terms)
+    assert all(0.0 <= value <= 1.0 for key, value in terms.items() if "accuracy" in key)

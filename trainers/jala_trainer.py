@@ -69,6 +69,27 @@ def collapsed(report: dict) -> list[str]:
     return problems
 
 
+def codebook_terms(outputs: Any, tokenizer_config: Any) -> dict[str, float]:
+    """Masked-token loss / accuracy per residual layer (`mcp_accuracy_layer0` = coarsest) and per part.
+
+    Residual layer l of every (part, group) codebook is pooled; codebooks without masked tokens this step are
+    skipped. With an RVQ, the coarse layers carry most of the motion and should be learned first.
+    """
+    if outputs.mcp_accuracy_per_codebook is None:
+        return {}
+    layers = tokenizer_config.num_residual_layers
+    # (2 parts x G groups x L layers), the codebook order of `MotionSlotLayout`.
+    shape = (2, tokenizer_config.num_groups, layers)
+    terms: dict[str, float] = {}
+    for name, values in (("loss", outputs.mcp_loss_per_codebook), ("accuracy", outputs.mcp_accuracy_per_codebook)):
+        grid = values.detach().float().view(shape)
+        for layer in range(layers):
+            terms[f"mcp_{name}_layer{layer}"] = float(grid[:, :, layer].nanmean())
+        for index, part in enumerate(("wrist", "finger")):
+            terms[f"mcp_{name}_{part}"] = float(grid[index].nanmean())
+    return {key: value for key, value in terms.items() if value == value}  # drop NaN (no masked tokens)
+
+
 class DecoupledEmaCallback(TrainerCallback):
     """One EMA update of the LAP/LSP after every optimizer step."""
 
@@ -120,6 +141,9 @@ class JalaPretrainTrainer(StrictResumeMixin, Trainer):
         if model.training:
             self._terms["mcp_loss"].append(float(outputs.mcp_loss))
             self._terms["mcp_accuracy"].append(float(outputs.mcp_accuracy))
+            unwrapped = model.module if hasattr(model, "module") else model
+            for key, value in codebook_terms(outputs, unwrapped.config.motion_tokenizer_config).items():
+                self._terms[key].append(value)
             if outputs.align_loss is not None:
                 self._terms["align_loss"].append(float(outputs.align_loss))
             every = self.health_every or self.args.logging_steps

@@ -30,3 +30,27 @@ def plot_training_curves(history: Sequence[dict], keys: Sequence[str], path: str
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_layer_accuracy(history: Sequence[dict], path: str | Path, prefix: str = "mcp_accuracy_layer") -> Path | None:
+    """Masked-token accuracy of each residual layer against the step, one line per layer (coarse to fine)."""
+    layers = sorted(
+        {int(key[len(prefix) :]) for record in history for key in record if key.startswith(prefix)},
+    )
+    if not layers:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 3.6))
+    colours = plt.cm.viridis([i / max(1, len(layers) - 1) for i in range(len(layers))])
+    for layer, colour in zip(layers, colours, strict=True):
+        points = [(record["step"], record[f"{prefix}{layer}"]) for record in history if f"{prefix}{layer}" in record]
+        axis.plot(*zip(*points, strict=True), color=colour, linewidth=1.2, label=f"layer {layer}")
+    axis.set_xlabel("step")
+    axis.set_ylabel("masked-token accuracy")
+    axis.set_title("masked-token accuracy per residual layer (0 = coarsest)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -34,7 +34,7 @@ from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
 from trainers.jala_trainer import JalaPretrainTrainer
 from trainers.model_card import write_jala_card
-from trainers.plotting import plot_training_curves
+from trainers.plotting import plot_layer_accuracy, plot_training_curves
 from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.training_common import PaperTrainingArguments, save_hub_folder
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> Path:
             ["loss", "mcp_loss", "align_loss", "mcp_accuracy", "h_effective_rank", "z_effective_rank"],
             output_dir / "training_curve.png",
         )
+        plot_layer_accuracy(history, output_dir / "layer_accuracy.png")
         write_jala_card(output_dir, model.config, history, training_args.to_dict())
     trainer.accelerator.wait_for_everyone()
     return output_dir
