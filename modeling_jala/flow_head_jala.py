@@ -1,9 +1,10 @@
 """The DiT flow-matching action head of JALA post-training, and its sampler on diffusers' scheduler.
 
-Time convention (DESIGN §1) is diffusers' `FlowMatchEulerDiscreteScheduler`'s: σ = 1 is pure noise, σ = 0 the
-action chunk A, x_σ = (1 - σ) A + σ ε, and the network predicts the velocity v = ε - A (the paper's Eq. 7). One
-Euler step from σ to σ' < σ is x_{σ'} = x_σ + (σ' - σ) v, which is exactly `FlowMatchEulerDiscreteScheduler.step`;
-this module never writes that update itself, so the sampler is the scheduler (a test asserts it).
+Time convention (docs/design.md §1.11) is diffusers' `FlowMatchEulerDiscreteScheduler`'s: σ = 1 is pure noise,
+σ = 0 the action chunk A, x_σ = (1 - σ) A + σ ε, and the network predicts the velocity v = ε - A (the paper's
+Eq. 7). One Euler step from σ to σ' < σ is x_{σ'} = x_σ + (σ' - σ) v, which is exactly
+`FlowMatchEulerDiscreteScheduler.step`; this module never writes that update itself, so the sampler is the scheduler
+(a test asserts it).
 
 Architecture (paper §3.4: 16 layers, 32 heads, width 2048, all configurable in `JalaActionHeadConfig`):
 * tokens = [proprio token(s), noisy action tokens]; action tokens are a linear embedding of x_σ, and every token

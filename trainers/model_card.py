@@ -97,13 +97,13 @@ def write_jala_card(
     )
     evaluation = ""
     if results:
-        rows = "\n".join(
-            f"| {split} | {r['mpjpe_mm']:.1f} | {r['pa_mpjpe_mm']:.1f} | {r['mwte_mm']:.1f} | {r['mde_deg']:.1f} |"
-            for split, r in results.items()
-        )
+        from trainers.evaluate_motion import format_table
+
         evaluation = (
-            "\n## Generation on held-out clips\n\nFirst frame + instruction only; millimetres / degrees.\n\n"
-            "| split | MPJPE | PA-MPJPE | MWTE | MDE |\n|---|---|---|---|---|\n" + rows + "\n"
+            "\n## Generation on held-out clips\n\nFirst frame + instruction only, beside the per-frame mean training "
+            "motion and a nearest-neighbour retrieval baseline (same clips, hands and frames).\n\n"
+            + "\n".join(format_table(results).splitlines()[1:])
+            + "\n"
         )
     card = (
         _front_matter(["vision-language-action", "hand-motion", "latent-actions"], "robotics")

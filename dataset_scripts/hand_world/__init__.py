@@ -1,6 +1,6 @@
 """The procedural hand world: MuJoCo-rendered hands doing instruction-conditioned table-top motions.
 
-Why it exists (DESIGN.md §4): to run and test the whole system, and to measure the paper's central claim, the
+Why it exists (docs/design.md §4): to run and test the whole system, and to measure the paper's central claim, the
 data must make the first frame matter: what the hand does depends on where the target is, which hand is closer,
 the object's size and orientation, and obstacles, not on the instruction alone. Lab and wild clips share motion
 families and layouts and differ only in look and in label availability.

@@ -299,8 +299,12 @@ def build_demo(state: SpaceState) -> gr.Blocks:
                 source_note = gr.Markdown(_source_note(first) if first else FOV_NOTE, elem_id="source-note")
                 with gr.Accordion("Advanced", open=False):
                     seed = gr.Number(value=0, precision=0, label="Seed")
-                    passes = gr.Slider(1, 64, value=steps, step=1, label="Masked-decoding passes per chunk")
-                    ensemble_size = gr.Slider(1, 8, value=ensemble, step=1, label="Ensemble (decodings averaged)")
+                    passes = gr.Slider(
+                        1, 64, value=steps, step=1, label="Masked-decoding passes per chunk ('sample' strategy)"
+                    )
+                    ensemble_size = gr.Slider(
+                        1, 8, value=ensemble, step=1, label="Ensemble (decodings averaged, 'sample' strategy)"
+                    )
                     show_truth = gr.Checkbox(value=True, label="Draw the ground truth (procedural examples)")
                 generate = gr.Button(
                     "Generate" if state.loaded else "Generate (no model loaded)",

@@ -192,6 +192,7 @@ def model_summary(model: Any, path: str) -> list[tuple[str, str]]:
     rows.append(
         (
             "decoding",
+            f"strategy '{getattr(config, 'decoding_strategy', 'sample')}' (passes and ensemble apply to 'sample'): "
             f"{getattr(config, 'decoding_steps', '?')} masked-decoding passes per chunk, "
             f"ensemble of {getattr(config, 'decoding_ensemble', '?')}",
         )
