@@ -1,0 +1,124 @@
+"""How much of a procedural clip's motion the first frame + instruction can explain: reference predictors that read
+the hand world's hidden scene facts (which a model must infer from pixels and words).
+
+A ridge regression from per-hand facts to the hand's whole joint trajectory (first `--frames` frames), fitted on the
+labelled training clips, scored by MPJPE on held-out clips beside the mean-motion baseline:
+
+* `family + hand`: what the instruction alone says (the motion family) and which hand acts;
+* `+ start wrist`: plus the hand's true start position (visible in the first frame);
+* `+ target object`: plus the target object's true position (instruction words grounded in the frame);
+* `all facts`: everything above.
+
+These are not baselines a model can run (they read the scene JSON, which only the procedural world has); they tell
+what a model that perfectly extracted each fact could reach, i.e. where a gap to the mean-motion baseline comes
+from. Millimetres, over the same first 24 clips per split that the quickstart evaluates.
+
+    python benchmarks/motion_ceilings.py --dataset outputs/quickstart/unihand_mix
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from trainers.evaluate_motion import labelled_rows
+from trainers.motion_baselines import MeanMotionBaseline, clip_joints, hold_to_length, present_hands
+
+HANDS = ("left", "right")
+FACT_SETS = {
+    "family + hand": ("family", "hand"),
+    "+ start wrist": ("family", "hand", "start"),
+    "+ target object": ("family", "hand", "target"),
+    "all facts": ("family", "hand", "start", "target"),
+}
+
+
+def scene_facts(row: dict, hand: int, families: list[str]) -> dict[str, np.ndarray]:
+    scene = json.loads(row["scene"])
+    name = HANDS[hand]
+    start = np.asarray(scene["hand_starts"].get(name, {}).get("wrist_camera", np.zeros(3)), dtype=float)
+    target_name = scene["motion"]["targets"].get(name)
+    target = np.zeros(3)
+    for item in scene["objects"]:
+        if item["name"] == target_name:
+            target = np.asarray(item["position_camera"], dtype=float)
+    family = np.zeros(len(families))
+    family[families.index(scene["motion"]["family"])] = 1.0
+    return {
+        "family": family,
+        "hand": np.array([hand, target_name is not None], dtype=float),
+        # Positions interact with the family (a reach goes to the target, a wave stays near the start).
+        "start": np.outer(start, family).ravel(),
+        "target": np.outer(target, family).ravel(),
+    }
+
+
+def design(rows: list[dict], facts: tuple[str, ...], families: list[str], frames: int):
+    features, targets, keys = [], [], []
+    for index, row in enumerate(rows):
+        joints = clip_joints(row)
+        for hand in np.flatnonzero(present_hands(row)):
+            values = scene_facts(row, hand, families)
+            features.append(np.concatenate([values[name] for name in facts]))
+            targets.append(hold_to_length(joints[:, hand], frames).reshape(-1))
+            keys.append((index, hand))
+    return np.asarray(features), np.asarray(targets), keys
+
+
+def ridge(train_x: np.ndarray, train_y: np.ndarray, alpha: float = 1.0):
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    design_matrix = np.c_[(train_x - mean) / std, np.ones(len(train_x))]
+    weights = np.linalg.solve(
+        design_matrix.T @ design_matrix + alpha * np.eye(design_matrix.shape[1]), design_matrix.T @ train_y
+    )
+    return lambda x: np.c_[(x - mean) / std, np.ones(len(x))] @ weights
+
+
+def mpjpe_mm(prediction: np.ndarray, truth: np.ndarray) -> float:
+    return float(1000 * np.linalg.norm(prediction - truth, axis=-1).mean())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--eval_clips", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=60, help="frames scored (4 chunks of 15)")
+    parser.add_argument("--output", type=Path, help="write the table as JSON here")
+    args = parser.parse_args(argv)
+    train = labelled_rows(args.dataset, "train", 100_000)
+    families = sorted({json.loads(row["scene"])["motion"]["family"] for row in train})
+    mean = MeanMotionBaseline.fit(train)
+    results: dict[str, dict[str, float]] = {}
+    for split in ("test_lab", "test_wild"):
+        test = labelled_rows(args.dataset, split, args.eval_clips)
+        errors = {"mean motion": []}
+        for facts_name, facts in FACT_SETS.items():
+            train_x, train_y, _ = design(train, facts, families, args.frames)
+            predict = ridge(train_x, train_y)
+            test_x, _, keys = design(test, facts, families, args.frames)
+            predictions = predict(test_x).reshape(len(keys), args.frames, 21, 3)
+            errors[facts_name] = []
+            for (index, hand), prediction in zip(keys, predictions, strict=True):
+                truth = clip_joints(test[index])[: args.frames, hand]
+                errors[facts_name].append(mpjpe_mm(prediction[: len(truth)], truth))
+                if facts_name == "family + hand":
+                    errors["mean motion"].append(mpjpe_mm(mean.predict(test[index], hand, len(truth)), truth))
+        results[split] = {name: float(np.mean(values)) for name, values in errors.items()}
+    lines = ["| predictor (reads hidden scene facts) | test_lab MPJPE (mm) | test_wild MPJPE (mm) |", "|---|---|---|"]
+    for name in results["test_lab"]:
+        lines.append(f"| {name} | {results['test_lab'][name]:.1f} | {results['test_wild'][name]:.1f} |")
+    print("\n".join(lines))
+    if args.output:
+        args.output.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
