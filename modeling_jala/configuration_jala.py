@@ -8,11 +8,14 @@ one 15-frame chunk -> 64 wrist + 64 finger tokens.
 
 from __future__ import annotations
 
+import logging
 import math
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
+
+logger = logging.getLogger(__name__)
 
 
 @strict
@@ -46,9 +49,23 @@ class JalaMotionTokenizerConfig(PreTrainedConfig):
             Weight of the reconstruction loss on frame-to-frame differences, which keeps decoded motion smooth.
         ema_decay (`float`, defaults to 0.99):
             Decay of the exponential moving averages that update the codebooks (no codebook gradients).
-        dead_code_threshold (`float`, defaults to 1.0):
-            A code whose EMA usage count falls below this is restarted from a random encoder output of the
-            current batch.
+        dead_code_usage_fraction (`float`, defaults to 0.03):
+            A code is dead when its EMA usage (assignments per step) falls below this fraction of the expected
+            usage of a code, N / codebook_size for N vectors quantized per step (all ranks together; measured as
+            the EMA of N, so it follows the batch size). Dead codes are restarted from random encoder outputs
+            of the current batch. Stating the threshold relative to the expected usage makes one value serve
+            every size: the small preset (512 codes, 256 vectors per step: 0.5 expected uses) and the paper size
+            (4096 codes, e.g. 8192 vectors per step: 2 expected uses) alike, where an absolute count (the old
+            `dead_code_threshold` = 1 use per step) is above the expected usage in the first and restarted most
+            of the codebook every step. With `ema_decay` 0.99 a code falls from average usage to 3 % of it
+            after ln(1 / 0.03) / (1 - 0.99) ~ 350 steps without a single assignment, so only codes the data
+            has truly abandoned, or that never won any data, are restarted; rarely used but live codes (the
+            tail of a skewed code distribution) keep their meaning. 0 disables restarts.
+        dead_code_restart_every (`int`, defaults to 200):
+            Dead codes are looked for and restarted only every this many codebook updates (training steps), not
+            every step: token ids keep their meaning between restarts, and a restarted code gets time to attract
+            data (it restarts at the expected usage, so it is judged after several checks, not the next one).
+            200 steps is two EMA time constants at `ema_decay` 0.99.
         mirror_left_hand (`bool`, defaults to `True`):
             Left hands are mirrored into right-hand space before encoding (and back after decoding), so one
             set of codebooks serves both hands and sees twice the data.
@@ -68,9 +85,23 @@ class JalaMotionTokenizerConfig(PreTrainedConfig):
     commitment_weight: float = 0.02
     velocity_weight: float = 0.5
     ema_decay: float = 0.99
-    dead_code_threshold: float = 1.0
+    dead_code_usage_fraction: float = 0.03
+    dead_code_restart_every: int = 200
     mirror_left_hand: bool = True
     initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs) -> None:
+        # Configs saved before the relative threshold hold `dead_code_threshold`, an absolute EMA count of uses per
+        # step that meant something else; it is dropped (loudly) rather than kept as a stray attribute.
+        legacy = kwargs.pop("dead_code_threshold", None)
+        if legacy is not None:
+            logger.warning(
+                "JalaMotionTokenizerConfig ignores dead_code_threshold=%r (an absolute usage count of older "
+                "versions); dead codes are now set by dead_code_usage_fraction=%r of the expected usage.",
+                legacy,
+                self.dead_code_usage_fraction,
+            )
+        super().__post_init__(**kwargs)
 
     def validate_tokenizer_layout(self) -> None:
         """Part of `@strict` validation: fail at construction, naming the field, not deep inside a forward."""
@@ -94,6 +125,16 @@ class JalaMotionTokenizerConfig(PreTrainedConfig):
             raise ValueError(f"JalaMotionTokenizerConfig.ema_decay must be in (0, 1), got {self.ema_decay}.")
         if self.num_res_blocks < 0:
             raise ValueError(f"JalaMotionTokenizerConfig.num_res_blocks must be >= 0, got {self.num_res_blocks}.")
+        if not 0.0 <= self.dead_code_usage_fraction < 1.0:
+            raise ValueError(
+                "JalaMotionTokenizerConfig.dead_code_usage_fraction must be in [0, 1) (a fraction of the expected "
+                f"usage of a code; 0 disables restarts), got {self.dead_code_usage_fraction}."
+            )
+        if self.dead_code_restart_every < 1:
+            raise ValueError(
+                "JalaMotionTokenizerConfig.dead_code_restart_every must be a positive int (training steps between "
+                f"dead-code restarts), got {self.dead_code_restart_every!r}."
+            )
 
     @property
     def padded_chunk_frames(self) -> int:

@@ -47,23 +47,46 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+@dataclass
+class CodebookHealth:
+    """Training-time health of one codebook, from its EMA statistics and restart counters."""
+
+    perplexity: float  # exp(entropy) of the EMA usage distribution
+    dead_fraction: float  # codes below the dead-code threshold now (restarted at the next check)
+    restart_fraction: float  # codes restarted at the last restart check
+    restarts_total: int  # codes restarted since construction or loading (restarts are not saved)
+
+
 class EmaCodebook(nn.Module):
     """One codebook whose entries follow an exponential moving average of the vectors assigned to them.
 
     EMA updates (van den Oord et al. 2017, appendix) train the codebook without gradients and are far less prone
-    to collapse than the codebook loss. All statistics are persistent buffers, so a resumed run continues
-    exactly. Under torch.distributed the assignment statistics are summed over ranks and restarts come from
-    rank 0, so every rank keeps an identical codebook.
+    to collapse than the codebook loss. `cluster_size` is the EMA of assignments per step, so its sum is the EMA
+    of the vectors quantized per step and `sum / codebook_size` the expected usage of one code. Every
+    `restart_every` updates, codes used less than `dead_fraction` of that expected usage are restarted from
+    random vectors of the current batch (Dhariwal et al. 2020, Jukebox; Zeghidour et al. 2021, SoundStream):
+    relative to the expected usage so that one threshold suits any batch and codebook size, and periodic so that
+    live codes keep their meaning between checks. The EMA statistics are persistent buffers, so a resumed run
+    continues them exactly; the update counter that schedules restarts is not saved (a resumed run's first
+    check comes up to `restart_every` steps later, which changes nothing else). Under torch.distributed the
+    assignment statistics are summed over ranks and restarts come from rank 0, so every rank keeps an identical
+    codebook.
     """
 
-    def __init__(self, codebook_size: int, code_dim: int, decay: float, dead_code_threshold: float) -> None:
+    def __init__(
+        self, codebook_size: int, code_dim: int, decay: float, dead_fraction: float, restart_every: int
+    ) -> None:
         super().__init__()
         self.decay = decay
-        self.dead_code_threshold = dead_code_threshold
+        self.dead_fraction = dead_fraction
+        self.restart_every = restart_every
         self.register_buffer("codebook", torch.randn(codebook_size, code_dim))
-        self.register_buffer("cluster_size", torch.ones(codebook_size))
-        self.register_buffer("embed_sum", torch.randn(codebook_size, code_dim))
+        self.register_buffer("cluster_size", torch.zeros(codebook_size))
+        self.register_buffer("embed_sum", torch.zeros(codebook_size, code_dim))
         self.register_buffer("initialized", torch.tensor(False))
+        self.num_updates = 0
+        self.last_restart_count = 0
+        self.restarts_total = 0
 
     @property
     def codebook_size(self) -> int:
@@ -82,21 +105,37 @@ class EmaCodebook(nn.Module):
     def lookup(self, ids: Tensor) -> Tensor:
         return F.embedding(ids, self.codebook)
 
+    def expected_usage(self) -> Tensor:
+        """EMA of the assignments one code gets per step if all codes were used equally (all ranks together)."""
+        return self.cluster_size.sum() / self.codebook_size
+
+    def dead_codes(self) -> Tensor:
+        """(codebook_size,) bool: codes used less than `dead_fraction` of the expected usage."""
+        return self.cluster_size < self.dead_fraction * self.expected_usage()
+
     @torch.no_grad()
     def initialize_from(self, vectors: Tensor) -> None:
-        """Data-dependent init: codes start as random encoder outputs, so none starts far from the data."""
+        """Data-dependent init: codes start as random encoder outputs, so none starts far from the data.
+
+        Every code starts at the expected usage of this batch (an average code): none is born dead, and one
+        that never wins data falls below `dead_fraction` of the expected usage after ln(1 / dead_fraction) /
+        (1 - decay) updates (~350 with the defaults), so it is restarted at the first check after that.
+        """
         vectors = vectors.float()
         picks = torch.randint(0, vectors.shape[0], (self.codebook_size,), device=vectors.device)
         jitter = 0.01 * vectors.std() * torch.randn_like(self.codebook)
         self.codebook.copy_(vectors[picks] + jitter)
         self._broadcast(self.codebook)
-        self.embed_sum.copy_(self.codebook)
-        self.cluster_size.fill_(1.0)
+        num_vectors = torch.tensor(float(vectors.shape[0]), device=vectors.device)
+        if _distributed():
+            dist.all_reduce(num_vectors)
+        self.cluster_size.fill_(float(num_vectors) / self.codebook_size)
+        self.embed_sum.copy_(self.codebook * self.cluster_size[:, None])
         self.initialized.fill_(True)
 
     @torch.no_grad()
     def update(self, vectors: Tensor, ids: Tensor) -> None:
-        """One EMA step from the assignments of a batch, then restart of codes that fell out of use."""
+        """One EMA step from the assignments of a batch; every `restart_every` steps, restart dead codes."""
         vectors = vectors.float()
         one_hot = F.one_hot(ids, self.codebook_size).type_as(vectors)
         counts = one_hot.sum(0)
@@ -110,32 +149,50 @@ class EmaCodebook(nn.Module):
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + 1e-5) / (total + self.codebook_size * 1e-5) * total
         self.codebook.copy_(self.embed_sum / smoothed[:, None])
-        self._restart_dead_codes(vectors)
+        self.num_updates += 1
+        if self.dead_fraction > 0 and self.num_updates % self.restart_every == 0:
+            self._restart_dead_codes(vectors)
 
     def _restart_dead_codes(self, vectors: Tensor) -> None:
-        dead = self.cluster_size < self.dead_code_threshold
+        """Move dead codes onto random vectors of rank 0's batch, at the expected usage.
+
+        Restarting at the expected usage (not at the threshold) gives a restarted code an average code's inertia
+        and ~350 updates (the same grace as after data init) to attract data before it can be judged dead again,
+        so codes are not recycled check after check.
+        """
+        dead = self.dead_codes()  # identical on every rank: cluster_size is all-reduced
         num_dead = int(dead.sum())
+        self.last_restart_count = num_dead
+        self.restarts_total += num_dead
         if num_dead == 0:
             return
-        picks = torch.randint(0, vectors.shape[0], (num_dead,), device=vectors.device)
+        if num_dead <= vectors.shape[0]:  # distinct vectors, so no two restarted codes coincide
+            picks = torch.randperm(vectors.shape[0], device=vectors.device)[:num_dead]
+        else:
+            picks = torch.randint(0, vectors.shape[0], (num_dead,), device=vectors.device)
         replacement = torch.zeros_like(self.codebook)
-        replacement[dead] = vectors[picks]
+        replacement[dead] = vectors[picks] + 0.01 * vectors.std() * torch.randn_like(vectors[picks])
         self._broadcast(replacement)  # every rank restarts with rank 0's samples
+        usage = self.expected_usage()
         self.codebook[dead] = replacement[dead]
-        self.embed_sum[dead] = replacement[dead] * self.dead_code_threshold
-        self.cluster_size[dead] = self.dead_code_threshold
+        self.cluster_size[dead] = usage
+        self.embed_sum[dead] = replacement[dead] * usage
 
     @staticmethod
     def _broadcast(tensor: Tensor) -> None:
         if _distributed():
             dist.broadcast(tensor, src=0)
 
-    def usage_perplexity(self) -> tuple[float, float]:
-        """(perplexity of the EMA usage distribution, fraction of dead codes): cheap training-time health."""
+    def health(self) -> CodebookHealth:
+        """Perplexity of the EMA usage, dead and last-restarted fractions: cheap training-time health."""
         probs = self.cluster_size / self.cluster_size.sum().clamp_min(1e-12)
         entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
-        dead = (self.cluster_size < self.dead_code_threshold).float().mean()
-        return float(entropy.exp()), float(dead)
+        return CodebookHealth(
+            perplexity=float(entropy.exp()),
+            dead_fraction=float(self.dead_codes().float().mean()),
+            restart_fraction=self.last_restart_count / self.codebook_size,
+            restarts_total=self.restarts_total,
+        )
 
 
 @dataclass
@@ -154,7 +211,13 @@ class GroupedResidualQuantizer(nn.Module):
         self.num_layers = config.num_residual_layers
         self.code_dim = config.code_dim
         self.codebooks = nn.ModuleList(
-            EmaCodebook(config.codebook_size, config.code_dim, config.ema_decay, config.dead_code_threshold)
+            EmaCodebook(
+                config.codebook_size,
+                config.code_dim,
+                config.ema_decay,
+                config.dead_code_usage_fraction,
+                config.dead_code_restart_every,
+            )
             for _ in range(self.num_groups * self.num_layers)
         )
 
@@ -194,9 +257,9 @@ class GroupedResidualQuantizer(nn.Module):
             parts.append(group_sum)
         return torch.cat(parts, dim=-1)
 
-    def usage(self) -> Tensor:
-        """(G*L, 2) tensor of (EMA perplexity, dead fraction) per codebook."""
-        return torch.tensor([book.usage_perplexity() for book in self.codebooks])
+    def health(self) -> list[CodebookHealth]:
+        """Health of every codebook, group-major (index group * num_layers + layer)."""
+        return [book.health() for book in self.codebooks]
 
 
 class ResidualConvBlock(nn.Module):
@@ -353,8 +416,8 @@ class JalaMotionTokenizerPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
                 init.uniform_(module.bias, -bound, bound)
         elif isinstance(module, EmaCodebook):
             init.normal_(module.codebook)
-            init.copy_(module.embed_sum, module.codebook)
-            init.ones_(module.cluster_size)
+            init.zeros_(module.embed_sum)
+            init.zeros_(module.cluster_size)
             init.zeros_(module.initialized)
         elif isinstance(module, PartTokenizer):
             init.zeros_(module.feature_mean)
@@ -655,12 +718,26 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
         return report
 
     def codebook_usage(self) -> dict[str, float]:
-        """Training-time codebook health from the EMA statistics: mean perplexity and dead-code fraction per part."""
-        report = {}
+        """Training-time codebook health from the EMA statistics, per part (`wrist_...`, `finger_...`).
+
+        `{part}_perplexity` and `{part}_dead_fraction` are means over the part's codebooks; `{part}_restart_fraction`
+        is the fraction of the part's codes restarted at the last restart check, `restart_fraction` its mean over
+        both parts, and `{part}_restarts_total` the count of restarted codes so far (to turn into a rate per step
+        between two reports); `{part}_perplexity_g{group}_l{layer}` is the perplexity of each codebook.
+        """
+        report: dict[str, float] = {}
+        restart_fractions = []
         for name, part in zip(("wrist", "finger"), self.parts, strict=True):
-            usage = part.quantizer.usage()
-            report[f"{name}_perplexity"] = float(usage[:, 0].mean())
-            report[f"{name}_dead_fraction"] = float(usage[:, 1].mean())
+            health = part.quantizer.health()
+            report[f"{name}_perplexity"] = sum(h.perplexity for h in health) / len(health)
+            report[f"{name}_dead_fraction"] = sum(h.dead_fraction for h in health) / len(health)
+            report[f"{name}_restart_fraction"] = sum(h.restart_fraction for h in health) / len(health)
+            report[f"{name}_restarts_total"] = sum(h.restarts_total for h in health)
+            restart_fractions.append(report[f"{name}_restart_fraction"])
+            for index, book_health in enumerate(health):
+                group, layer = divmod(index, part.quantizer.num_layers)
+                report[f"{name}_perplexity_g{group}_l{layer}"] = book_health.perplexity
+        report["restart_fraction"] = sum(restart_fractions) / len(restart_fractions)
         return report
 
 

@@ -144,6 +144,31 @@ class MotionWindowBank:
         return self.frames[index][:, None]
 
 
+class RestartRateMeter:
+    """Fraction of codes restarted per training step between two log records, per part and averaged.
+
+    Restarts happen only at periodic checks (`dead_code_restart_every`), so the fraction restarted at the last
+    update is mostly 0; the rate since the previous record, from the model's cumulative restart counts, is what
+    shows whether token ids keep their meaning from step to step.
+    """
+
+    def __init__(self, config: JalaMotionTokenizerConfig) -> None:
+        self.codes_per_part = config.num_groups * config.num_residual_layers * config.codebook_size
+        self.last_step = 0
+        self.last_totals = {"wrist": 0.0, "finger": 0.0}
+
+    def rates(self, steps_done: int, usage: dict[str, float]) -> dict[str, float]:
+        elapsed = max(steps_done - self.last_step, 1)
+        rates = {}
+        for part, last_total in self.last_totals.items():
+            total = usage[f"{part}_restarts_total"]
+            rates[f"{part}_restart_fraction_per_step"] = (total - last_total) / (self.codes_per_part * elapsed)
+            self.last_totals[part] = total
+        rates["restart_fraction_per_step"] = sum(rates.values()) / len(rates)
+        self.last_step = steps_done
+        return rates
+
+
 @torch.no_grad()
 def evaluate_tokenizer(
     tokenizer: JalaMotionTokenizer, clips: datasets.Dataset, batch_size: int = 16
@@ -208,6 +233,7 @@ def train(args: TokenizerTrainingArguments) -> dict[str, float]:
     generator = torch.Generator().manual_seed(args.seed * 1000 + accelerator.process_index)
 
     history: list[dict] = []
+    restart_meter = RestartRateMeter(config)
     started = time.monotonic()
     progress = tqdm(range(args.max_steps), desc="training tokenizer", disable=not accelerator.is_main_process)
     model.train()
@@ -230,10 +256,16 @@ def train(args: TokenizerTrainingArguments) -> dict[str, float]:
                 "velocity_loss": output.velocity_loss.item(),
                 "commitment_loss": output.commitment_loss.item(),
                 "lr": scheduler.get_last_lr()[0],
-                **unwrapped.codebook_usage(),
             }
+            usage = unwrapped.codebook_usage()
+            record.update(usage)
+            record.update(restart_meter.rates(step + 1, usage))
             history.append(record)
-            progress.set_postfix(loss=f"{record['loss']:.4f}", ppl=f"{record['finger_perplexity']:.0f}")
+            progress.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                ppl=f"{record['finger_perplexity']:.0f}",
+                restart=f"{record['restart_fraction_per_step']:.2%}",
+            )
         if out_of_time:
             logger.info("stopping at step %d: --max_minutes %.1f reached", step, args.max_minutes)
             break
@@ -265,7 +297,7 @@ def save_tokenizer(
     (output_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2))
     plot_training_curves(
         history,
-        ["loss", "reconstruction_loss", "finger_perplexity", "wrist_perplexity"],
+        ["loss", "reconstruction_loss", "finger_perplexity", "wrist_perplexity", "restart_fraction_per_step"],
         output_dir / "training_curve.png",
     )
     write_tokenizer_card(output_dir, model.config, report, asdict(args))

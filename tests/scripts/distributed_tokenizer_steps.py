@@ -21,8 +21,10 @@ def main(output_dir: Path) -> None:
     accelerator = make_accelerator()
     assert accelerator.num_processes == 2, accelerator.num_processes
     torch.manual_seed(0)  # same initial weights on both ranks, as DDP expects
-    # A small dead-code threshold makes restarts happen during these few steps too.
-    model = JalaMotionTokenizer(JalaMotionTokenizerConfig(**TINY_TOKENIZER, dead_code_threshold=0.5))
+    # Codes start at the expected usage; a dead-code fraction near 1, checked every other step, makes every code
+    # that was not used at both steps dead, so restarts (and their broadcast) happen during these few steps too.
+    config = JalaMotionTokenizerConfig(**TINY_TOKENIZER, dead_code_usage_fraction=0.99, dead_code_restart_every=2)
+    model = JalaMotionTokenizer(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model, optimizer = accelerator.prepare(model, optimizer)
     data_generator = torch.Generator().manual_seed(100 + accelerator.process_index)  # different data per rank
@@ -33,10 +35,10 @@ def main(output_dir: Path) -> None:
         accelerator.backward(output.loss)
         optimizer.step()
         optimizer.zero_grad()
-    state = {
-        name: tensor.detach().cpu().contiguous()
-        for name, tensor in accelerator.unwrap_model(model).state_dict().items()
-    }
+    unwrapped = accelerator.unwrap_model(model)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in unwrapped.state_dict().items()}
+    restarts = sum(book.restarts_total for part in unwrapped.parts for book in part.quantizer.codebooks)
+    state["restarts_total"] = torch.tensor(restarts)
     save_file(state, output_dir / f"rank{accelerator.process_index}.safetensors")
     accelerator.wait_for_everyone()
 
