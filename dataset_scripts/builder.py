@@ -56,6 +56,7 @@ from dataset_scripts.schema import (
     validate_row,
 )
 from dataset_scripts.sources.base import ClipSource
+from modeling_jala.ssl_features_jala import TOKEN_SELECTIONS, encode_ssl_frames
 
 logger = logging.getLogger(__name__)
 
@@ -148,25 +149,29 @@ class SslFeatureHook:
         encoder_dir: a folder `transformers.AutoModel.from_pretrained` loads offline, holding an image encoder that
             takes `pixel_values` (e.g. `DINOv3ViTModel`). An `AutoImageProcessor` saved in the same folder is
             used when present; otherwise frames are resized to `config.image_size` and ImageNet-normalised.
-        token_selection: `all` keeps the encoder's output tokens as is (CLS, registers, patches), `patches` drops
-            the prefix tokens, `cls` keeps only the first token.
+        token_selection: `patches` (default) keeps the patch grid only, exactly what `JalaModel.ssl_features`
+            computes on the fly; `all` keeps the prefix tokens (CLS, registers) before the patches, `cls` only the
+            first token.
         pool_grid: average-pool the patch tokens to a `pool_grid x pool_grid` grid (smaller rows, coarser
-            features); None keeps every patch.
+            features), as `JalaConfig.ssl_pool_grid` does for the model; None keeps every patch.
+
+    Token selection and pooling are `modeling_jala.ssl_features_jala.encode_ssl_frames`, the function the model
+    itself calls, so precomputed and on-the-fly features cannot differ.
         batch_size: frames per encoder forward pass.
     """
 
     def __init__(
         self,
         encoder_dir: str | os.PathLike,
-        token_selection: Literal["all", "patches", "cls"] = "all",
+        token_selection: Literal["all", "patches", "cls"] = "patches",
         pool_grid: int | None = None,
         batch_size: int = 32,
         device: str = "cpu",
     ) -> None:
         from transformers import AutoImageProcessor, AutoModel
 
-        if token_selection not in ("all", "patches", "cls"):
-            raise ValueError(f"token_selection must be all, patches or cls, got {token_selection!r}.")
+        if token_selection not in TOKEN_SELECTIONS:
+            raise ValueError(f"token_selection must be one of {TOKEN_SELECTIONS}, got {token_selection!r}.")
         self.encoder_dir = str(encoder_dir)
         self.model = AutoModel.from_pretrained(self.encoder_dir).to(device).eval()
         if "pixel_values" not in inspect.signature(self.model.forward).parameters:
@@ -183,7 +188,6 @@ class SslFeatureHook:
         config = self.model.config
         self.image_size = int(getattr(config, "image_size", 224))
         self.patch_size = int(getattr(config, "patch_size", 16))
-        self.num_prefix_tokens = 1 + int(getattr(config, "num_register_tokens", 0) or 0)
         self.mean, self.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
         self.processor = None
         try:
@@ -237,17 +241,7 @@ class SslFeatureHook:
     @torch.no_grad()
     def _encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
         pixels = self._pixel_values(images).to(self.device, dtype=self.model.dtype)
-        tokens = self.model(pixel_values=pixels).last_hidden_state  # (B, prefix + patches, D)
-        if self.token_selection == "cls":
-            return tokens[:, :1]
-        prefix, patches = tokens[:, : self.num_prefix_tokens], tokens[:, self.num_prefix_tokens :]
-        if self.pool_grid is not None:
-            side = int(round(patches.shape[1] ** 0.5))
-            if side * side != patches.shape[1]:
-                raise ValueError(f"pool_grid needs a square patch grid, got {patches.shape[1]} patch tokens.")
-            grid = patches.transpose(1, 2).reshape(len(patches), -1, side, side)
-            patches = torch.nn.functional.adaptive_avg_pool2d(grid, self.pool_grid).flatten(2).transpose(1, 2)
-        return patches if self.token_selection == "patches" else torch.cat([prefix, patches], dim=1)
+        return encode_ssl_frames(self.model, pixels, self.token_selection, self.pool_grid)
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> None:
         """Set `ssl_features` (N + 1, P, D) float16 on every row."""

@@ -355,8 +355,15 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ssl-encoder", help="folder of a frozen image encoder (AutoModel) to precompute ssl_features"
     )
-    parser.add_argument("--ssl-tokens", choices=("all", "patches", "cls"), default="all", help="encoder tokens kept")
-    parser.add_argument("--ssl-pool-grid", type=int, default=None, help="average-pool patch tokens to GxG")
+    parser.add_argument(
+        "--ssl-tokens",
+        choices=("patches", "all", "cls"),
+        default="patches",
+        help="encoder tokens kept (default patches: what the JALA model computes on the fly)",
+    )
+    parser.add_argument(
+        "--ssl-pool-grid", type=int, default=None, help="average-pool patch tokens to GxG (the model's ssl_pool_grid)"
+    )
     parser.add_argument(
         "--motion-tokenizer", help="folder of a trained JalaMotionTokenizer to precompute motion_tokens"
     )

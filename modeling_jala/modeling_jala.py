@@ -44,6 +44,7 @@ from .lapa_jala import LatentActionQuantizer
 from .motion_tokenizer_jala import IGNORE_TOKEN_ID, JalaMotionTokenizer
 from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
 from .processing_jala import JalaProcessor
+from .ssl_features_jala import encode_ssl_frames
 from .strict_loading_jala import StrictLoadingMixin
 
 logger = logging.getLogger(__name__)
@@ -394,27 +395,12 @@ class JalaModel(JalaPreTrainedModel):
 
     @torch.no_grad()
     def ssl_features(self, pixel_values: Tensor) -> Tensor:
-        """(..., 3, h, w) frames -> (..., P, D) frozen SSL patch features (no class or register tokens)."""
+        """(..., 3, h, w) frames -> (..., P, D) frozen SSL patch features (no class or register tokens), pooled to
+        `config.ssl_pool_grid`; `encode_ssl_frames` is shared with the dataset builder's precomputed features."""
         leading = pixel_values.shape[:-3]
-        frames = pixel_values.reshape(-1, *pixel_values.shape[-3:]).to(self.ssl_encoder.dtype)
-        encoder_config = self.config.ssl_encoder_config
-        if encoder_config.model_type == "vjepa2":
-            # V-JEPA2 reads clips: a still frame is repeated over one tubelet.
-            clip = frames[:, None].expand(-1, encoder_config.tubelet_size, -1, -1, -1)
-            tokens = self.ssl_encoder(pixel_values_videos=clip, skip_predictor=True).last_hidden_state
-        else:
-            tokens = self.ssl_encoder(pixel_values=frames).last_hidden_state
-            tokens = tokens[:, 1 + encoder_config.num_register_tokens :]
-        tokens = self._pool_grid(tokens)
+        frames = pixel_values.reshape(-1, *pixel_values.shape[-3:])
+        tokens = encode_ssl_frames(self.ssl_encoder, frames, "patches", self.config.ssl_pool_grid)
         return tokens.reshape(*leading, *tokens.shape[-2:])
-
-    def _pool_grid(self, tokens: Tensor) -> Tensor:
-        grid = self.config.ssl_pool_grid
-        side = math.isqrt(tokens.shape[1])
-        if grid is None or side * side != tokens.shape[1] or grid >= side:
-            return tokens
-        spatial = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, side, side)
-        return F.adaptive_avg_pool2d(spatial, grid).flatten(2).transpose(1, 2)
 
     def state_context(self, first_frame_features: Tensor) -> Tensor:
         """LSP: (B, P, D) features of v_1, read as the pair (v_1, v_1) -> (B, 2K, hidden) context tokens."""

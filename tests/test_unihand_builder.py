@@ -224,7 +224,7 @@ def test_precomputed_ssl_features_and_motion_tokens_hooks(tmp_path: Path) -> Non
     tokenizer_dir = tmp_path / "tokenizer"
     JalaMotionTokenizer(JalaMotionTokenizerConfig(**TINY_TOKENIZER)).eval().save_pretrained(tokenizer_dir)
 
-    ssl_hook, token_hook = SslFeatureHook(encoder_dir), MotionTokenHook(tokenizer_dir)
+    ssl_hook, token_hook = SslFeatureHook(encoder_dir, token_selection="all"), MotionTokenHook(tokenizer_dir)
     assert ssl_hook.feature_shape == (1 + 2 + 16, 32)
     repo = tmp_path / "repo"
     source = FixtureSource(num_clips=10, seed=8)

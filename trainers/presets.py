@@ -9,11 +9,14 @@ tokens, so nothing is downloaded.
 
 from __future__ import annotations
 
+import json
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
-from transformers import GotOcr2ImageProcessorPil, PreTrainedTokenizerFast, ViTImageProcessorPil
+from transformers import AutoConfig, GotOcr2ImageProcessorPil, PreTrainedTokenizerFast, ViTImageProcessorPil
 
 from modeling_jala.configuration_jala import JalaConfig, JalaMotionTokenizerConfig
 from modeling_jala.processing_jala import JalaProcessor
@@ -54,20 +57,43 @@ def build_word_tokenizer(texts: Iterable[str], min_count: int = 1) -> PreTrained
     return tokenizer
 
 
-def build_processor(tokenizer: Any, image_size: int, ssl_image_size: int, image_seq_length: int) -> JalaProcessor:
-    """JalaProcessor with torchvision-free image processors: InternVL's (one tile) and DINOv3-style (ImageNet)."""
+def build_processor(
+    tokenizer: Any,
+    image_size: int,
+    ssl_image_size: int,
+    image_seq_length: int,
+    ssl_image_mean: Sequence[float] = IMAGENET_MEAN,
+    ssl_image_std: Sequence[float] = IMAGENET_STD,
+) -> JalaProcessor:
+    """JalaProcessor with torchvision-free image processors: InternVL's (one tile) and DINOv3-style (ImageNet mean
+    and std unless the SSL encoder's folder says otherwise, see `ssl_image_settings`)."""
     return JalaProcessor(
         image_processor=GotOcr2ImageProcessorPil(
             size={"height": image_size, "width": image_size}, crop_to_patches=False
         ),
         ssl_image_processor=ViTImageProcessorPil(
             size={"height": ssl_image_size, "width": ssl_image_size},
-            image_mean=list(IMAGENET_MEAN),
-            image_std=list(IMAGENET_STD),
+            image_mean=list(ssl_image_mean),
+            image_std=list(ssl_image_std),
         ),
         tokenizer=tokenizer,
         image_seq_length=image_seq_length,
     )
+
+
+def ssl_image_settings(encoder_dir: str | os.PathLike) -> dict[str, Any]:
+    """Input size, mean and std of a saved SSL encoder folder: its `preprocessor_config.json` where present (read
+    as JSON, because DINOv3's own processor class needs torchvision), else `config.image_size` and ImageNet's."""
+    config = AutoConfig.from_pretrained(encoder_dir)
+    size = int(getattr(config, "image_size", 224) or 224)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    saved = Path(encoder_dir, "preprocessor_config.json")
+    if saved.exists():
+        settings = json.loads(saved.read_text())
+        sizes = settings.get("size") or {}
+        size = int(sizes.get("height", sizes.get("shortest_edge", size)))
+        mean, std = tuple(settings.get("image_mean", mean)), tuple(settings.get("image_std", std))
+    return {"image_size": size, "image_mean": [float(v) for v in mean], "image_std": [float(v) for v in std]}
 
 
 def image_seq_length(config: JalaConfig) -> int:

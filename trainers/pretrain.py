@@ -9,9 +9,11 @@
 Starting points: `--model_name_or_path` continues from a JALA folder; `--backbone_name_or_path` +
 `--ssl_encoder_name_or_path` start from pretrained checkpoints (InternVL3-2B-hf, a DINOv3 ViT) as the paper does;
 otherwise `--structure tiny|paper` builds a randomly initialised model (with a word-level tokenizer made from the
-dataset's instructions when no processor is given). Defaults follow the paper: AdamW lr 3e-5, weight decay 0.05,
-betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0. The output folder is a Hub repo: config with auto_map,
-safetensors, the modeling code, the processor and the motion tokenizer subfolder.
+dataset's instructions when no processor is given), around the frozen SSL encoder of `--ssl_encoder_name_or_path`
+when given (e.g. one from trainers/train_ssl_encoder.py: its config, weights and preprocessing are used). Defaults
+follow the paper: AdamW lr 3e-5, weight decay 0.05, betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0.
+The output folder is a Hub repo: config with auto_map, safetensors, the modeling code, the processor and the motion
+tokenizer subfolder.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import AutoModel, HfArgumentParser, PreTrainedModel, TrainingArguments, set_seed
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,10 +35,17 @@ from dataset_scripts.streaming import UniHandStream
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
+from modeling_jala.strict_loading_jala import strict_from_pretrained
 from trainers.jala_trainer import JalaPretrainTrainer
 from trainers.model_card import write_jala_card
 from trainers.plotting import plot_layer_accuracy, plot_training_curves
-from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
+from trainers.presets import (
+    build_processor,
+    build_word_tokenizer,
+    image_seq_length,
+    jala_structure,
+    ssl_image_settings,
+)
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.training_common import PaperTrainingArguments, save_hub_folder
 
@@ -96,8 +106,31 @@ def instructions_of(repos: list[str]) -> list[str]:
     return [row["instruction"] for row in stream]
 
 
+def load_ssl_encoder(path: str) -> tuple[PreTrainedModel, dict]:
+    """A pretrained frozen SSL encoder folder (e.g. from trainers/train_ssl_encoder.py or a DINOv3 checkpoint):
+    the model, loaded strictly (every tensor present, no extra one), and its input size / mean / std."""
+    return strict_from_pretrained(AutoModel, path), ssl_image_settings(path)
+
+
+def check_ssl_processor(processor: JalaProcessor, settings: dict, encoder_path: str) -> None:
+    """A given processor must preprocess frames as the SSL encoder was trained (size, mean, std)."""
+    ssl = processor.ssl_image_processor
+    size = ssl.size.get("height", ssl.size.get("shortest_edge"))
+    given = {"image_size": size, "image_mean": list(ssl.image_mean), "image_std": list(ssl.image_std)}
+    if any(not np.allclose(given[key], settings[key]) for key in settings):
+        raise ValueError(
+            f"--processor_name_or_path preprocesses SSL frames as {given}, but the encoder in {encoder_path} expects "
+            f"{settings}; leave --processor_name_or_path out to build a matching processor, or save one that matches."
+        )
+
+
 def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments):
     if model_args.model_name_or_path:
+        if model_args.ssl_encoder_name_or_path:
+            raise ValueError(
+                "--ssl_encoder_name_or_path cannot replace the encoder of --model_name_or_path (the JALA folder holds "
+                "its own frozen encoder); drop one of the two."
+            )
         model = JalaForMotionPretraining.from_pretrained(model_args.model_name_or_path)
         processor = JalaProcessor.from_pretrained(model_args.processor_name_or_path or model_args.model_name_or_path)
         return model, processor
@@ -118,10 +151,21 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
             **_variant_overrides(model_args),
         )
         return model, JalaProcessor.from_pretrained(model_args.processor_name_or_path)
+    # A from-scratch `--structure` model, optionally around a pretrained frozen SSL encoder (its config, weights
+    # and preprocessing replace the structure's random encoder).
+    overrides = _variant_overrides(model_args)
+    ssl_encoder, ssl_settings = None, None
+    if model_args.ssl_encoder_name_or_path:
+        ssl_encoder, ssl_settings = load_ssl_encoder(model_args.ssl_encoder_name_or_path)
+        overrides.update(
+            ssl_encoder_config=ssl_encoder.config, ssl_encoder_name_or_path=model_args.ssl_encoder_name_or_path
+        )
     tokenizer_model = JalaMotionTokenizer.from_pretrained(model_args.motion_tokenizer)
     if model_args.processor_name_or_path:
         processor = JalaProcessor.from_pretrained(model_args.processor_name_or_path)
         text_tokenizer = processor.tokenizer
+        if ssl_settings is not None:
+            check_ssl_processor(processor, ssl_settings, model_args.ssl_encoder_name_or_path)
     else:
         text_tokenizer = build_word_tokenizer(instructions_of(data_args.dataset))
         processor = None
@@ -130,17 +174,23 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
         vocab_size=len(text_tokenizer),
         image_token_id=text_tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         tokenizer_config=tokenizer_model.config,
-        **_variant_overrides(model_args),
+        **overrides,
     )
     if processor is None:
+        ssl_settings = ssl_settings or {"image_size": config.ssl_encoder_config.image_size}
         processor = build_processor(
             text_tokenizer,
             image_size=config.vlm_config.vision_config.image_size[0],
-            ssl_image_size=config.ssl_encoder_config.image_size,
+            ssl_image_size=ssl_settings["image_size"],
             image_seq_length=image_seq_length(config),
+            **{f"ssl_{key}": ssl_settings[key] for key in ("image_mean", "image_std") if key in ssl_settings},
         )
     model = JalaForMotionPretraining(config)
     model.set_motion_tokenizer(tokenizer_model)
+    if ssl_encoder is not None:
+        model.model.ssl_encoder.load_state_dict(ssl_encoder.state_dict(), strict=True)
+        if any(parameter.requires_grad for parameter in model.model.ssl_encoder.parameters()):
+            raise RuntimeError("the SSL encoder must stay frozen in pretraining, but some of its tensors train.")
     return model, processor
 
 
