@@ -7,7 +7,9 @@ generation on held-out lab and wild scenes.
 
 Variants (rows): lab-only (lab clips only, no alignment), w/o align (all clips, λ = 0: wild clips help only through
 their pseudo-labels), w/o latent (no LAP: labelled and pseudo-labelled clips only), JALA (all clips, alignment).
-Prints a markdown table (MPJPE / PA-MPJPE / MWTE in mm, MDE in degrees) with the machine, date and budget.
+Prints a markdown table (MPJPE / PA-MPJPE / MWTE in mm, MDE in degrees) with the machine, date and budget, and
+below the variants the two baselines of `trainers/motion_baselines.py` (per-frame mean training motion, nearest
+training clip by instruction + first frame through the frozen SSL encoder) on the same clips, hands and frames.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
 from trainers import pretrain
-from trainers.evaluate_motion import evaluate_generation
+from trainers.evaluate_motion import evaluate_baselines, evaluate_generation, fit_baselines
 
 VARIANTS = {
     "lab-only": ["--variant=wo_align", "--lab_weight=1.0"],
@@ -49,6 +51,7 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict[str, dict] = {}
+    baselines = None
     for name in args.variants:
         folder = args.output_dir / name.replace("/", "").replace(" ", "_")
         started = time.monotonic()
@@ -77,6 +80,16 @@ def main() -> None:
             for split in ("test_lab", "test_wild")
         }
         results[name]["train_minutes"] = round(minutes, 1)
+        if baselines is None:  # fitted once, on the data; the neighbour's image key is this variant's SSL encoder
+            baselines = fit_baselines(args.dataset, model, processor)
+            size = processor.image_processor.size
+            for split in ("test_lab", "test_wild"):
+                scores = evaluate_baselines(
+                    args.dataset, split, baselines, (size["height"], size["width"]), max_clips=args.eval_clips
+                )["baselines"]
+                for baseline, metrics in scores.items():
+                    results.setdefault(f"baseline: {baseline}", {})[split] = metrics
+    results = {name: results[name] for name in sorted(results, key=lambda key: key.startswith("baseline: "))}
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "table1.json").write_text(json.dumps(results, indent=2))
     print(
@@ -86,7 +99,7 @@ def main() -> None:
     metrics = ("MPJPE", "PA-MPJPE", "MWTE", "MDE")
     print("| variant | " + " | ".join(f"{domain} {m}" for domain in ("Lab", "Wild") for m in metrics) + " |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for name, result in results.items():
+    for name, result in results.items():  # the variants, then the baselines
         lab, wild = result["test_lab"], result["test_wild"]
         cells = [f"{r[key]:.1f}" for r in (lab, wild) for key in ("mpjpe_mm", "pa_mpjpe_mm", "mwte_mm", "mde_deg")]
         print(f"| {name} | " + " | ".join(cells) + " |")

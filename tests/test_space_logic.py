@@ -41,8 +41,9 @@ def save_tiny_jala(folder: Path, seed: int = 0) -> Path:
 
 
 def build_fixture_examples(root: Path) -> Path:
-    """An examples folder with procedural lab/wild clips (fixture source, exact labels) and two fake real frames
-    named like the curated ones, built through build_examples.py as the Space build does."""
+    """An examples folder with procedural lab/wild clips (fixture source, exact labels; four train clips for the
+    mean-motion baseline) and two fake real frames named like the curated ones, built through build_examples.py as
+    the Space build does."""
     from dataset_scripts.builder import build_unihand
     from tests.fixtures.unihand_factory import FixtureSource
 
@@ -50,6 +51,7 @@ def build_fixture_examples(root: Path) -> Path:
     sources = [
         FixtureSource(num_clips=3, seed=11, domain="lab", split="test_lab", image_size=96),
         FixtureSource(num_clips=3, seed=12, domain="wild", split="test_wild", image_size=96),
+        FixtureSource(num_clips=4, seed=13, domain="lab", split="train", image_size=96),
     ]
     build_unihand(repo, sources, progress=False, preview=False)
     hands = root / "hands"
@@ -354,8 +356,15 @@ def test_build_examples_writes_index_frames_labels_and_attribution(examples_dir:
     truth = lab.ground_truth()
     assert truth.shape == (lab.num_frames, 2, 162) and lab.intrinsics is not None
     assert Image.open(lab.image_path).size == (96, 96)
+    mean_motion = lab.mean_motion()  # the per-frame mean of the repo's four train clips, stored at build time
+    assert mean_motion.shape == (2, lab.num_frames, 21, 3) and np.isfinite(mean_motion).all()
+    assert index["examples"][0]["mean_motion_train_clips"] == 4
+    from trainers.motion_baselines import MeanMotionBaseline, load_training_rows
+
+    expected = MeanMotionBaseline.fit(load_training_rows(examples_dir.parent / "repo"))
+    np.testing.assert_allclose(mean_motion[1], expected.predict({}, 1, lab.num_frames), atol=1e-6)
     ipn = examples[-1]
-    assert ipn.intrinsics is None and not ipn.has_ground_truth
+    assert ipn.intrinsics is None and not ipn.has_ground_truth and ipn.mean_motion() is None
     assert Image.open(ipn.image_path).size == (240, 180)  # caption band cropped
     attribution = (examples_dir / "ATTRIBUTION.md").read_text()
     assert "CC BY 4.0" in attribution and "Benitez-Garcia" in attribution and "frame 9 extracted" in attribution
@@ -391,6 +400,20 @@ def test_metrics_compare_overlapping_frames_of_shared_hands() -> None:
     assert inference.ground_truth_metrics(prediction, (True, False), truth, (False, True)) == []
 
 
+def test_metrics_box_scores_the_mean_motion_on_the_model_hands_and_frames() -> None:
+    truth = rendering.joints_from_motion(_motion_with_hand_at(frames=10))
+    prediction = truth[:, :6].copy()
+    baseline = truth + [0.0, 0.02, 0.0]  # a 20 mm offset, as long as the clip (longer than the prediction)
+    rows = inference.comparison_metrics(prediction, (False, True), truth, (False, True), {"mean motion": baseline})
+    assert [row[:3] for row in rows] == [["JALA", "right", 6], ["mean motion", "right", 6]]
+    assert rows[0][3] == 0.0 and rows[1][3] == pytest.approx(20.0)
+    assert (
+        inference.comparison_metrics(prediction, (True, False), truth, (False, True), {"mean motion": baseline}) == []
+    )
+    with pytest.raises(ValueError, match="fewer than the frames compared"):
+        inference.comparison_metrics(prediction, (False, True), truth, (False, True), {"short": baseline[:, :3]})
+
+
 # ------------------------------------------------------------------------------------------------------------
 # One generation through the app's handler, in process
 # ------------------------------------------------------------------------------------------------------------
@@ -413,7 +436,9 @@ def test_generation_handler_returns_animation_plot_and_metrics(tiny_model_dir: P
     with Image.open(gif) as animation:
         assert animation.n_frames == 15
     assert figure.axes[0].name == "3d"
-    assert len(metrics) >= 1 and np.isfinite(metrics["MPJPE (mm)"].astype(float)).all()
+    assert len(metrics) >= 2 and np.isfinite(metrics["MPJPE (mm)"].astype(float)).all()
+    assert metrics["predictor"].iloc[0] == "JALA" and metrics["predictor"].iloc[-1] == "mean motion"
+    assert "'mean motion' is the baseline" in status
     assert "Generated **15 frames**" in status
     with pytest.raises(gr.Error, match="instruction: type what the hand should do"):
         app.run_generation(state, selected[4], " ", "right", 1, 0, 2, 1, True)

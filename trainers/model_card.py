@@ -97,12 +97,14 @@ def write_jala_card(
     )
     evaluation = ""
     if results:
-        from trainers.evaluate_motion import format_table
+        from trainers.evaluate_motion import TABLE_LEGEND, format_table
 
         evaluation = (
-            "\n## Generation on held-out clips\n\nFirst frame + instruction only, beside the per-frame mean training "
-            "motion and a nearest-neighbour retrieval baseline (same clips, hands and frames).\n\n"
-            + "\n".join(format_table(results).splitlines()[1:])
+            "\n## Generation on held-out clips\n\nThe model beside two baselines fitted on the training clips, scored "
+            "on the same clips, hands and frames: the per-frame mean training motion, and the motion of the training "
+            "clip whose instruction and first frame are nearest (`trainers/motion_baselines.py`). "
+            f"{TABLE_LEGEND[0].upper()}{TABLE_LEGEND[1:]}.\n\n"
+            + "\n".join(format_table(results).splitlines()[1:])  # the first line is the legend above
             + "\n"
         )
     card = (

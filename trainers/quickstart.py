@@ -3,7 +3,8 @@
 1. Build a mini UniHand-Mix from the procedural hand world (lab + wild, held-out test_lab / test_wild scenes).
 2. Train the motion tokenizer briefly on its labelled motion.
 3. Pretrain a tiny JALA (InternVL + DINOv3 structure at small widths) with masked chunk prediction + alignment.
-4. Generate motion for held-out clips from the first frame and instruction; print MPJPE / PA-MPJPE / MWTE / MDE.
+4. Generate motion for held-out clips from the first frame and instruction; print MPJPE / PA-MPJPE / MWTE / MDE
+   beside the mean-motion and nearest-neighbour baselines.
 5. Reload the saved Hub folder with `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process
    and check it reproduces the in-process outputs.
 
@@ -28,7 +29,7 @@ from dataset_scripts.sources.synthetic import SyntheticSource
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
 from trainers import pretrain, train_tokenizer
-from trainers.evaluate_motion import evaluate_generation, format_table
+from trainers.evaluate_motion import evaluate_generation, fit_baselines, format_table
 from trainers.model_card import write_jala_card
 
 logger = logging.getLogger("jala.quickstart")
@@ -174,6 +175,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.monotonic()
     model = JalaForMotionPretraining.from_pretrained(jala_dir)
     processor = JalaProcessor.from_pretrained(jala_dir)
+    baselines = fit_baselines(data, model, processor)
     results = {
         split: evaluate_generation(
             model,
@@ -184,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
             decoding_steps=args.decoding_steps,
             ensemble=args.ensemble,
             seed=args.seed,
+            baselines=baselines,
         )
         for split in ("test_lab", "test_wild")
     }

@@ -178,18 +178,31 @@ def run_generation(
     prune_outputs(state.output_dir)
     prediction = inference.generate(state.loaded, frame, text, hands, chunks, int(seed or 0), steps, ensemble_size)
     truth_joints = truth_present = None
-    metrics = pd.DataFrame(columns=list(inference.METRIC_COLUMNS))
+    metrics = pd.DataFrame(columns=list(inference.COMPARISON_COLUMNS))
     metrics_note = "No ground truth for this input, so no metrics."
     if example is not None and example.has_ground_truth:
         truth_joints = rendering.joints_from_motion(example.ground_truth())
         truth_present = example.hands_present or (True, True)
-        rows = inference.ground_truth_metrics(prediction.joints, prediction.hands_present, truth_joints, truth_present)
+        mean_motion = example.mean_motion()
+        rows = inference.comparison_metrics(
+            prediction.joints,
+            prediction.hands_present,
+            truth_joints,
+            truth_present,
+            baselines={"mean motion": mean_motion} if mean_motion is not None else None,
+        )
         if rows:
-            metrics = pd.DataFrame(rows, columns=list(inference.METRIC_COLUMNS))
+            metrics = pd.DataFrame(rows, columns=list(inference.COMPARISON_COLUMNS))
+            baseline_note = (
+                " 'mean motion' is the baseline that ignores the frame and the instruction: the per-frame mean of "
+                "the training clips' joints."
+                if mean_motion is not None
+                else " No mean-motion baseline: the examples were built without training clips."
+            )
             metrics_note = (
-                f"Against the clip's exact labels over the first {rows[0][1]} frames (mm / degrees; "
+                f"Against the clip's exact labels over the first {rows[0][2]} frames (mm / degrees; "
                 "MPJPE in the camera frame, PA after Procrustes alignment, MWTE wrist translation, MDE wrist "
-                "direction)."
+                f"direction).{baseline_note}"
             )
         else:
             metrics_note = "The chosen hand(s) do not act in this clip, so there is nothing to compare."
@@ -331,7 +344,7 @@ def build_demo(state: SpaceState) -> gr.Blocks:
                 )
                 plot = gr.Plot(label="3D trajectory (camera frame)", elem_id="trajectory")
                 metrics = gr.Dataframe(
-                    headers=list(inference.METRIC_COLUMNS),
+                    headers=list(inference.COMPARISON_COLUMNS),
                     label="Metrics against ground truth",
                     interactive=False,
                     elem_id="metrics",

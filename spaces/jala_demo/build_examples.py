@@ -12,6 +12,10 @@ captions) and their licences carried along. The output folder is generated (git-
 * `lab_*.jpg`, `wild_*.jpg` + `*_motion.npy`: held-out `test_lab` / `test_wild` clips of a UniHand-Mix repo
   (the quickstart dataset by default): the stored first frame as is, the exact (T, 2, 162) labels, the
   row's intrinsics. These are the examples with metrics.
+* `*_mean_motion.npy`: the mean-motion baseline for that clip, (2, T, 21, 3) joints: the per-frame mean of the
+  same repo's labelled train clips (`trainers/motion_baselines.py`), so the metrics box can show what predicting
+  the average motion, blind to frame and instruction, scores. Fitting needs the training clips, which the Space
+  does not hold; hence here. Skipped (with a warning) when the repo has no labelled train clips.
 * `real_*.jpg`: one frame of a clip or photo in the shared hand-data folder, resized to at most 640 px, with
   the source, licence and changes listed in `ATTRIBUTION.md` (parsed from that folder's SOURCES.md). They
   have no ground truth and no calibration (the Space assumes a 60-degree horizontal field of view).
@@ -214,6 +218,18 @@ def _hand_choice(present: Sequence[bool]) -> str:
     return "both" if left and right else ("left" if left else "right")
 
 
+def _mean_motion_baseline(dataset: Path) -> tuple[Any, int]:
+    """The mean-motion baseline fitted on the repo's labelled train clips and how many, or (None, 0)."""
+    from trainers.motion_baselines import MeanMotionBaseline, load_training_rows
+
+    try:
+        rows = load_training_rows(dataset)
+        return MeanMotionBaseline.fit(rows), len(rows)
+    except (ValueError, FileNotFoundError) as error:
+        logger.warning("no mean-motion baseline for the examples (%s)", error)
+        return None, 0
+
+
 def build_procedural(out: Path, dataset: Path, per_split: int) -> tuple[list[dict[str, Any]], list[str]]:
     """Held-out lab and wild clips of a UniHand-Mix repo, with exact labels, as examples with metrics."""
     if not (dataset / "data").is_dir():
@@ -222,6 +238,7 @@ def build_procedural(out: Path, dataset: Path, per_split: int) -> tuple[list[dic
             dataset,
         )
         return [], []
+    mean_motion, train_clips = _mean_motion_baseline(dataset)
     entries, attribution = [], []
     for split, kind in (("test_lab", "lab"), ("test_wild", "wild")):
         try:
@@ -242,6 +259,11 @@ def build_procedural(out: Path, dataset: Path, per_split: int) -> tuple[list[dic
             motion = np.asarray(row["motion"], dtype=np.float32)
             np.save(out / f"{name}_motion.npy", motion)
             present = [bool(v) for v in row["hands_present"]]
+            baseline = {}
+            if mean_motion is not None:
+                joints = np.stack([mean_motion.predict(row, hand, len(motion)) for hand in range(2)])
+                np.save(out / f"{name}_mean_motion.npy", joints.astype(np.float32))
+                baseline = {"mean_motion": f"{name}_mean_motion.npy", "mean_motion_train_clips": train_clips}
             entries.append(
                 {
                     "name": name,
@@ -256,12 +278,18 @@ def build_procedural(out: Path, dataset: Path, per_split: int) -> tuple[list[dic
                     "num_frames": int(row["num_frames"]),
                     "source_id": row["id"],
                     "credit": f"procedural hand world ({row.get('source', 'synthetic')}), held-out {split} clip",
+                    **baseline,
                 }
             )
             attribution.append(
                 f"- `{name}{suffix}`, `{name}_motion.npy`: clip `{row['id']}` ({split}) of `{_display(dataset)}`, "
                 "rendered and labelled by this project's procedural hand world; same licence as the project "
                 "(Apache-2.0)."
+                + (
+                    f" `{name}_mean_motion.npy`: the per-frame mean of its {train_clips} labelled train clips."
+                    if mean_motion is not None
+                    else ""
+                )
             )
             logger.info("%s example %s <- %s", kind, name, row["id"])
     return entries, attribution

@@ -240,6 +240,7 @@ class Example:
     hands: str  # right | left | both (the UI's choice)
     intrinsics: tuple[float, float, float, float] | None = None
     motion_path: Path | None = None
+    mean_motion_path: Path | None = None  # (2, T, 21, 3) mean training motion, stored at build time
     hands_present: tuple[bool, bool] | None = None
     num_frames: int | None = None
     credit: str = ""
@@ -253,6 +254,13 @@ class Example:
         if self.motion_path is None:
             return None
         return np.load(self.motion_path).astype(np.float32)
+
+    def mean_motion(self) -> np.ndarray | None:
+        """(2, T, 21, 3) joints of the mean-motion baseline (per-frame mean of the dataset's labelled train clips,
+        `trainers/motion_baselines.py`), or None when the examples were built without training clips."""
+        if self.mean_motion_path is None:
+            return None
+        return np.load(self.mean_motion_path).astype(np.float32)
 
     def suggested_chunks(self, cap: int = 3) -> int:
         """Chunks that cover the ground-truth clip (capped: each chunk costs seconds on a CPU)."""
@@ -271,6 +279,9 @@ def _example_from_entry(entry: Mapping[str, Any], folder: Path) -> Example:
     motion = folder / entry["motion"] if entry.get("motion") else None
     if motion is not None and not motion.is_file():
         raise FileNotFoundError(f"motion {motion} is missing")
+    mean_motion = folder / entry["mean_motion"] if entry.get("mean_motion") else None
+    if mean_motion is not None and not mean_motion.is_file():
+        raise FileNotFoundError(f"mean motion {mean_motion} is missing")
     intrinsics = entry.get("intrinsics")
     if intrinsics is not None and len(intrinsics) != 4:
         raise ValueError(f"intrinsics must be (fx, fy, cx, cy), got {intrinsics}")
@@ -284,6 +295,7 @@ def _example_from_entry(entry: Mapping[str, Any], folder: Path) -> Example:
         hands=str(entry.get("hands", "right")),
         intrinsics=tuple(float(v) for v in intrinsics) if intrinsics is not None else None,  # type: ignore[arg-type]
         motion_path=motion,
+        mean_motion_path=mean_motion,
         hands_present=(bool(present[0]), bool(present[1])) if present is not None else None,
         num_frames=int(entry["num_frames"]) if entry.get("num_frames") else None,
         credit=str(entry.get("credit", "")),
@@ -374,6 +386,8 @@ def generate(
 
 
 METRIC_COLUMNS = ("hand", "frames", "MPJPE (mm)", "PA-MPJPE (mm)", "MWTE (mm)", "MDE (°)")
+#: The metrics box: the model's rows, then each baseline's rows on the same hands and frames.
+COMPARISON_COLUMNS = ("predictor", *METRIC_COLUMNS)
 
 
 def ground_truth_metrics(
@@ -412,4 +426,26 @@ def ground_truth_metrics(
     rows.extend(row(HAND_ORDER[h], [h]) for h in hands)
     if len(hands) == 2:
         rows.append(row("both", hands))
+    return rows
+
+
+def comparison_metrics(
+    pred_joints: np.ndarray,
+    predicted: Sequence[bool],
+    truth_joints: np.ndarray,
+    truth_present: Sequence[bool],
+    baselines: Mapping[str, np.ndarray] | None = None,
+    model_name: str = "JALA",
+) -> list[list[Any]]:
+    """`ground_truth_metrics` of the model and of each baseline (name -> (2, T_b, 21, 3) joints), rows following
+    `COMPARISON_COLUMNS`. A baseline is cut to the model's frame count and scored for the model's hands, so all
+    rows cover the same hands and frames; with no model rows (nothing to compare) there are no baseline rows."""
+    rows = [[model_name, *row] for row in ground_truth_metrics(pred_joints, predicted, truth_joints, truth_present)]
+    if not rows:
+        return rows
+    for name, joints in (baselines or {}).items():
+        cut = np.asarray(joints, dtype=np.float32)[:, : pred_joints.shape[1]]
+        if cut.shape[1] < min(pred_joints.shape[1], np.asarray(truth_joints).shape[1]):
+            raise ValueError(f"baseline {name!r} has {cut.shape[1]} frames, fewer than the frames compared.")
+        rows.extend([name, *row] for row in ground_truth_metrics(cut, predicted, truth_joints, truth_present))
     return rows
