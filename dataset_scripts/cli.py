@@ -229,7 +229,7 @@ def default_recipe(
     """Source specs of the mini UniHand-Mix: procedural lab / wild train clips (50 / 40 %), held-out lab and wild
     test clips (5 % each), and the real clips of `hands_folder` when it exists.
 
-    Lab and wild share the motion families and differ in look and label availability (DESIGN.md section 4), so
+    Lab and wild share the motion families and differ in look and label availability (docs/design.md §4), so
     the wild test split measures what unlabelled wild training adds."""
     shares = {("lab", "train"): 0.50, ("wild", "train"): 0.40, ("lab", "test_lab"): 0.05, ("wild", "test_wild"): 0.05}
     counts = {key: int(round(share * num_clips)) for key, share in shares.items()}

@@ -18,6 +18,10 @@ from transformers.configuration_utils import SubConfigSpec
 logger = logging.getLogger(__name__)
 
 
+#: `generate_motion` strategies: the paper's sampled iterative decoding, or the expected-latent (MMSE) decoding.
+DECODING_STRATEGIES = ("expected", "sample")
+
+
 @strict
 class JalaMotionTokenizerConfig(PreTrainedConfig):
     r"""Configuration of [`JalaMotionTokenizer`].
@@ -162,9 +166,9 @@ class JalaActionHeadConfig(PreTrainedConfig):
     r"""Configuration of the post-training action model's new parts ([`JalaForActionPrediction`]): the DiT
     flow-matching head, the proprio encoder, the readout of predictive embeddings and the fine-tuning switches.
 
-    Time convention (DESIGN §1, diffusers' `FlowMatchEulerDiscreteScheduler`): σ = 1 is pure noise, σ = 0 the action
-    chunk; x_σ = (1 - σ) A + σ ε, and the head predicts the velocity v = ε - A (the paper's Eq. 7), so that one
-    Euler step x_{σ'} = x_σ + (σ' - σ) v moves towards the actions as σ decreases.
+    Time convention (docs/design.md §1.11, diffusers' `FlowMatchEulerDiscreteScheduler`): σ = 1 is pure noise,
+    σ = 0 the action chunk; x_σ = (1 - σ) A + σ ε, and the head predicts the velocity v = ε - A (the paper's Eq. 7),
+    so that one Euler step x_{σ'} = x_σ + (σ' - σ) v moves towards the actions as σ decreases.
 
     Training noise levels (D): u ~ Beta(`noise_beta_alpha`, `noise_beta_beta`) = Beta(1.5, 1) and
     σ = `sigma_min` + (1 - `sigma_min`) u, i.e. the density of σ is ∝ (σ - σ_min)^0.5 on [σ_min, 1]. This is π0's
@@ -338,6 +342,13 @@ class JalaConfig(PreTrainedConfig):
         lapa_codebook_size (`int`, defaults to 8): LAPA† latent-code vocabulary per query.
         decoding_steps (`int`, defaults to 16): passes of iterative masked decoding per chunk at generation.
         decoding_ensemble (`int`, defaults to 4): decodings averaged per generated chunk.
+        decoding_strategy (`str`, defaults to `"expected"`): how `generate_motion` turns token predictions into
+            motion. `"sample"` is the paper's: iterative masked decoding over `decoding_steps` passes, sampling
+            and committing the most confident tokens, `decoding_ensemble` decodings averaged. `"expected"` (D):
+            one pass per chunk with every slot masked, each slot's distribution turned into its expected code and
+            the expected latent decoded — the minimum-mean-squared-error motion under the model's per-slot
+            marginals, which is what MPJPE rewards; the chunk's most likely tokens are then committed as context
+            for the next chunk. It costs one pass per chunk and needs no ensemble (docs/design.md §1.8).
         initializer_range (`float`, defaults to 0.02): std of the normal init of new linear/embedding layers.
     """
 
@@ -374,6 +385,7 @@ class JalaConfig(PreTrainedConfig):
     lapa_codebook_size: int = 8
     decoding_steps: int = 16
     decoding_ensemble: int = 4
+    decoding_strategy: str = "expected"
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs) -> None:
@@ -439,3 +451,7 @@ class JalaConfig(PreTrainedConfig):
             raise ValueError(f"JalaConfig.ssl_pool_grid must be a positive int or None, got {self.ssl_pool_grid}.")
         if self.decoding_steps < 1 or self.decoding_ensemble < 1:
             raise ValueError("JalaConfig.decoding_steps and decoding_ensemble must be >= 1.")
+        if self.decoding_strategy not in DECODING_STRATEGIES:
+            raise ValueError(
+                f"JalaConfig.decoding_strategy must be one of {DECODING_STRATEGIES}, got {self.decoding_strategy!r}."
+            )

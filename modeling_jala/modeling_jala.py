@@ -1,6 +1,6 @@
 """JALA: a VLM that predicts hand-motion chunks, aligned with latent actions from video.
 
-Sequence (paper §3, DESIGN §1): [instruction x, first frame v_1, LSP tokens, A_1 ... A_N]. Each motion chunk A_k
+Sequence (paper §3, docs/design.md §1.3): [instruction x, first frame v_1, LSP tokens, A_1 ... A_N]. Each chunk A_k
 holds, for the left then the right hand, `<mot>` + 64 wrist + 64 finger tokens + `</mot>`. Attention is causal
 over the prefix and block-causal over the rest: a token sees its own block entirely and every earlier block, never
 a later one. The LSP tokens form one block; by default (`block_per_time_chunk`) chunk k of both hands is one block.
@@ -30,7 +30,7 @@ from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_jala import JalaActionHeadConfig, JalaConfig
+from .configuration_jala import DECODING_STRATEGIES, JalaActionHeadConfig, JalaConfig
 from .flow_head_jala import (
     JalaFlowHead,
     flow_matching_sample,
@@ -672,6 +672,33 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         model.model.synchronize_perceivers()
         return model
 
+    @torch.no_grad()
+    def init_token_priors(self, token_ids: Tensor, smoothing: float = 1.0) -> Tensor:
+        """Set each codebook head's bias to the log frequency of its codes in `token_ids` (..., K) of training
+        motion (IGNORE_TOKEN_ID where no chunk exists); returns the (num_codebooks, V) counts.
+
+        A from-scratch model then starts at the codes' unigram distribution instead of uniform (ln V), so its
+        first predictions already decode to the average training motion and training spends its steps on what
+        the instruction and frame add (the usual "initialise the output bias to the log prior" recipe).
+        `smoothing` is an add-k count so unseen codes keep a finite logit.
+        """
+        layout = self.slot_layout
+        if token_ids.shape[-1] != 2 * layout.tokens_per_part:
+            raise ValueError(
+                f"token_ids must end in {2 * layout.tokens_per_part} slots (one hand's chunk), "
+                f"got shape {tuple(token_ids.shape)}."
+            )
+        slots = token_ids.reshape(-1, token_ids.shape[-1]).to(self.motion_heads.bias.device)
+        valid = slots != IGNORE_TOKEN_ID
+        codebook = layout.codebook_of_slot(slots.device).expand_as(slots)[valid]
+        rows = codebook * layout.codebook_size + slots[valid]
+        counts = torch.zeros(layout.num_codebooks * layout.codebook_size, device=slots.device)
+        counts.index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
+        counts = counts.view(layout.num_codebooks, layout.codebook_size)
+        smoothed = counts + smoothing
+        self.motion_heads.bias.copy_((smoothed / smoothed.sum(-1, keepdim=True)).log())
+        return counts
+
     def set_motion_tokenizer(self, tokenizer: JalaMotionTokenizer) -> None:
         """Install a trained tokenizer (its structure must match `config.motion_tokenizer_config`)."""
         mine, theirs = self.config.motion_tokenizer_config.to_dict(), tokenizer.config.to_dict()
@@ -892,13 +919,17 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         images: Any = None,
         instructions: str | Sequence[str] | None = None,
         processor: Any = None,
+        strategy: str | None = None,
     ) -> JalaMotionGeneration:
         """Generate `num_chunks` motion chunks from the instruction and the first frame.
 
-        Chunks are produced one after the other (block-causal). Inside a chunk, iterative masked decoding starts
-        from all placeholders and, over `decoding_steps` passes, commits the most confident predictions (a
-        cosine schedule: a few % of the slots per pass). `ensemble` independent decodings (stochastic sampling at
-        `temperature`) are decoded to MANO-D162 and averaged. Either pass model inputs, or `images` +
+        Chunks are produced one after the other (block-causal). `strategy` (default `config.decoding_strategy`):
+        `"sample"` — the paper's iterative masked decoding: starting from all placeholders, over `decoding_steps`
+        passes, the most confident sampled predictions are committed (a cosine schedule: a few % of the slots per
+        pass); `ensemble` independent decodings (sampling at `temperature`) are decoded to MANO-D162 and
+        averaged. `"expected"` — one pass per chunk with every slot masked; each slot's distribution gives its
+        expected code and the expected latent is decoded (the MMSE motion under the per-slot marginals), and the
+        most likely tokens become the next chunk's context. Either pass model inputs, or `images` +
         `instructions` + the `processor` (a JalaProcessor) to build them.
         """
         if images is not None:
@@ -909,8 +940,13 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             pixel_values, ssl_pixel_values = inputs["pixel_values"], inputs["ssl_pixel_values"][:, None]
         if input_ids is None:
             raise ValueError("pass input_ids (+ pixel_values, ssl_features) or images + instructions + processor.")
-        steps = decoding_steps or self.config.decoding_steps
-        ensemble = ensemble or self.config.decoding_ensemble
+        strategy = strategy or self.config.decoding_strategy
+        if strategy not in DECODING_STRATEGIES:
+            raise ValueError(f"strategy must be one of {DECODING_STRATEGIES}, got {strategy!r}.")
+        expected = strategy == "expected"
+        # The expected-latent decoding is deterministic: one pass per chunk, nothing to ensemble.
+        steps = 1 if expected else decoding_steps or self.config.decoding_steps
+        ensemble = 1 if expected else ensemble or self.config.decoding_ensemble
         batch = input_ids.shape[0]
         device = input_ids.device
         if isinstance(hands, Tensor):
@@ -949,6 +985,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             cache=cache,
         )
         seen = context
+        chunk_probabilities = []
         for k in range(num_chunks):
             hidden = present[:, :, None].expand(runs, 2, tokens).clone()
             total = hidden.flatten(1).sum(-1)
@@ -958,7 +995,11 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 states = self._cached_chunk_states(chunk, seen, cache, keep=False)
                 logits = self.motion_logits(states).float()  # (runs, 2, K, V)
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
-                sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
+                if expected:  # the single pass commits every slot: its most likely code becomes the context
+                    chunk_probabilities.append(probs)
+                    sampled = probs.argmax(-1)
+                else:
+                    sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
                 confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~hidden, -1.0)
                 # Cosine schedule: how many slots stay hidden after this pass.
                 remaining = torch.floor(total * math.cos(math.pi / 2 * (step + 1) / steps)).long()
@@ -975,7 +1016,12 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 self._cached_chunk_states(chunk, seen, cache, keep=True)
                 seen = SequencePart.cat([seen, chunk])
 
-        motion = self.decode_tokens(ids, present)  # (runs, 2, T, 162)
+        if expected:
+            chunk_mask = present[:, :, None].expand(-1, -1, num_chunks)
+            probabilities = torch.stack(chunk_probabilities, dim=2)  # (runs, 2, N, K, V)
+            motion = self.motion_tokenizer.decode_expected(probabilities, chunk_mask=chunk_mask)
+        else:
+            motion = self.decode_tokens(ids, present)  # (runs, 2, T, 162)
         motion = motion.view(batch, ensemble, *motion.shape[1:]).mean(1)
         joints = motion[..., JOINTS_XYZ].reshape(*motion.shape[:-1], NUM_JOINTS, 3)
         return JalaMotionGeneration(

@@ -257,6 +257,22 @@ class GroupedResidualQuantizer(nn.Module):
             parts.append(group_sum)
         return torch.cat(parts, dim=-1)
 
+    def expected_dequantize(self, probabilities: Tensor) -> Tensor:
+        """(N, G, L, V) per-codebook probabilities -> (N, G*D) expected latent E[sum of the residual codes].
+
+        A residual latent is a sum of one code per layer, so its expectation under independent per-layer
+        distributions is the sum of each layer's probability-weighted mean code — exact, no sampling.
+        """
+        parts = []
+        for group in range(self.num_groups):
+            parts.append(
+                sum(
+                    probabilities[:, group, layer].float() @ self.codebook(group, layer).codebook
+                    for layer in range(self.num_layers)
+                )
+            )
+        return torch.cat(parts, dim=-1)
+
     def health(self) -> list[CodebookHealth]:
         """Health of every codebook, group-major (index group * num_layers + layer)."""
         return [book.health() for book in self.codebooks]
@@ -669,13 +685,46 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
             part.quantizer.dequantize(part.tokens_to_ids(tokens))
             for part, tokens in zip(self.parts, per_part, strict=True)
         ]
-        decoded, _ = self._decode_latents(latents, selected.shape[0])
+        return self._latents_to_motion(latents, chunk_mask, handedness)
+
+    @torch.no_grad()
+    def decode_expected(
+        self, probabilities: Tensor, chunk_mask: Tensor, handedness: Sequence[str] | None = None
+    ) -> Tensor:
+        """Per-slot token distributions (B, H, N, 128, V) -> motion (B, H, N * 15, 162) of the expected latent.
+
+        The minimum-mean-squared-error estimate in latent space: where a generator is unsure between codes, it
+        decodes their probability-weighted average instead of one sampled code (see `expected_dequantize`).
+        """
+        expected = (*chunk_mask.shape, self.config.tokens_per_chunk, self.config.codebook_size)
+        if tuple(probabilities.shape) != expected:
+            raise ValueError(
+                f"probabilities must have shape {expected} (batch, hands, chunks, slots, codes), got "
+                f"{tuple(probabilities.shape)}."
+            )
+        selected = probabilities[chunk_mask]  # (M, 128, V)
+        per_part = selected.split(self.config.tokens_per_part, dim=1)
+        latents = []
+        for part, part_probabilities in zip(self.parts, per_part, strict=True):
+            quantizer = part.quantizer
+            grid = part_probabilities.reshape(-1, quantizer.num_groups, quantizer.num_layers, selected.shape[-1])
+            latents.append(quantizer.expected_dequantize(grid))
+        return self._latents_to_motion(latents, chunk_mask, handedness)
+
+    def _latents_to_motion(
+        self, latents: Sequence[Tensor], chunk_mask: Tensor, handedness: Sequence[str] | None
+    ) -> Tensor:
+        """Per-part latents of the chunks in `chunk_mask` (B, H, N) -> (B, H, N * 15, 162), missing chunks zero."""
+        batch, hands, num_chunks = chunk_mask.shape
+        decoded, _ = self._decode_latents(latents, int(chunk_mask.sum()))
         chunk = self.config.chunk_frames
         motion = decoded.new_zeros(batch, hands, num_chunks, chunk, D162_DIM)
         motion[chunk_mask] = decoded
         if handedness is None:
             handedness = HAND_NAMES if hands == 2 else ("right",)
-        mirrored = torch.tensor([h == "left" and self.config.mirror_left_hand for h in handedness], device=ids.device)
+        mirrored = torch.tensor(
+            [h == "left" and self.config.mirror_left_hand for h in handedness], device=chunk_mask.device
+        )
         return self._unmirror(motion.view(batch, hands, num_chunks * chunk, D162_DIM), mirrored)
 
     @torch.no_grad()

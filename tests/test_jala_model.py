@@ -255,7 +255,8 @@ def test_loss_decreases_over_30_cpu_steps() -> None:
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def test_generate_motion_returns_d162_and_joints(model: JalaForMotionPretraining) -> None:
+@pytest.mark.parametrize("strategy", ["expected", "sample"])
+def test_generate_motion_returns_d162_and_joints(model: JalaForMotionPretraining, strategy: str) -> None:
     processor = tiny_processor()
     images = [np.full((64, 64, 3), 120, dtype=np.uint8), np.zeros((48, 80, 3), dtype=np.uint8)]
     generated = model.generate_motion(
@@ -265,6 +266,7 @@ def test_generate_motion_returns_d162_and_joints(model: JalaForMotionPretraining
         num_chunks=2,
         hands=("right",),
         generator=torch.Generator().manual_seed(0),
+        strategy=strategy,
     )
     assert generated.token_ids.shape == (2, 2, 2, K)
     assert (generated.token_ids[:, :, 0] == IGNORE_TOKEN_ID).all()  # the left hand was not asked for
@@ -510,3 +512,58 @@ def test_per_codebook_metrics_match_the_overall_accuracy(model: JalaForMotionPre
     assert {f"mcp_accuracy_layer{layer}" for layer in range(layers)} >= {k for k in terms if "accuracy_layer" in k}
     assert {"mcp_loss_wrist", "mcp_loss_finger", "mcp_accuracy_wrist", "mcp_accuracy_finger"} <= set(terms)
     assert all(0.0 <= value <= 1.0 for key, value in terms.items() if "accuracy" in key)
+
+
+def test_expected_decoding_of_one_hot_distributions_is_plain_decoding(model: JalaForMotionPretraining) -> None:
+    tokenizer = model.motion_tokenizer
+    config = tokenizer.config
+    ids = torch.randint(
+        config.codebook_size, (2, 2, 3, config.tokens_per_chunk), generator=torch.Generator().manual_seed(0)
+    )
+    chunk_mask = torch.tensor([[True, True, False], [False, True, True]])[None].expand(2, 2, 3).clone()
+    chunk_mask[1, 0] = False
+    one_hot = torch.nn.functional.one_hot(ids, config.codebook_size).float()
+    torch.testing.assert_close(
+        tokenizer.decode_expected(one_hot, chunk_mask=chunk_mask),
+        tokenizer.decode(ids, chunk_mask=chunk_mask),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_expected_decoding_decodes_the_mean_latent(model: JalaForMotionPretraining) -> None:
+    """Two equally likely codes in one slot: the decoded latent is their mean, not either of them."""
+    tokenizer = model.motion_tokenizer
+    config = tokenizer.config
+    ids = torch.zeros(1, 1, 1, config.tokens_per_chunk, dtype=torch.long)
+    probabilities = torch.nn.functional.one_hot(ids, config.codebook_size).float()
+    probabilities[..., 0, :] = 0.0
+    probabilities[..., 0, 1] = probabilities[..., 0, 2] = 0.5  # slot 0: wrist, step 0, group 0, layer 0
+    quantizer = tokenizer.wrist.quantizer
+    grid = probabilities[0, 0, :, : config.tokens_per_part].reshape(
+        -1, config.num_groups, config.num_residual_layers, config.codebook_size
+    )
+    latent = quantizer.expected_dequantize(grid)
+    book = quantizer.codebook(0, 0).codebook
+    layers = [quantizer.codebook(0, layer).codebook[0] for layer in range(1, config.num_residual_layers)]
+    torch.testing.assert_close(latent[0, : config.code_dim], 0.5 * (book[1] + book[2]) + sum(layers))
+    mask = torch.ones(1, 1, 1, dtype=torch.bool)
+    assert torch.isfinite(tokenizer.decode_expected(probabilities, chunk_mask=mask, handedness=("right",))).all()
+
+
+def test_expected_generation_is_deterministic_and_unknown_strategies_fail(model: JalaForMotionPretraining) -> None:
+    processor = tiny_processor()
+    kwargs = {
+        "images": [np.full((64, 64, 3), 90, dtype=np.uint8)],
+        "instructions": ["grasp the blue box"],
+        "processor": processor,
+        "num_chunks": 2,
+        "strategy": "expected",
+    }
+    first = model.generate_motion(**kwargs, generator=torch.Generator().manual_seed(0))
+    second = model.generate_motion(**kwargs, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(first.motion, second.motion)
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        model.generate_motion(**{**kwargs, "strategy": "beam"})
+    with pytest.raises(StrictDataclassError, match="decoding_strategy must be one of"):
+        tiny_jala_config(decoding_strategy="beam")

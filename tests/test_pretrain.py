@@ -132,3 +132,45 @@ def test_resume_continues_the_same_loss_trajectory(pretrain_inputs: tuple[Path, 
     assert set(reference) == set(range(1, 7))
     for step in (4, 5, 6):
         assert continued[step] == pytest.approx(reference[step], rel=1e-5), (step, continued, reference)
+
+
+def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None:
+    from trainers.presets import TINY_TRAINING_DEFAULTS
+    from trainers.pretrain import parse_arguments
+
+    base = ["--dataset=data", "--motion_tokenizer=tok", "--output_dir=out"]
+    _, _, tiny = parse_arguments([*base, "--structure=tiny"])
+    assert tiny.learning_rate == TINY_TRAINING_DEFAULTS["learning_rate"] != 3e-5
+    assert tiny.max_steps == TINY_TRAINING_DEFAULTS["max_steps"]
+    _, _, explicit = parse_arguments([*base, "--structure=tiny", "--learning_rate=2e-4", "--max_steps=7"])
+    assert (explicit.learning_rate, explicit.max_steps) == (2e-4, 7)
+    _, _, paper = parse_arguments([*base, "--structure=paper"])
+    assert paper.learning_rate == 3e-5  # the paper's structure keeps the paper's optimisation
+    _, _, pretrained = parse_arguments([*base, "--structure=tiny", "--model_name_or_path=some/jala"])
+    assert pretrained.learning_rate == 3e-5
+
+
+def test_new_models_start_at_the_training_code_prior(pretrain_inputs: tuple[Path, Path]) -> None:
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from tests.fixtures.tiny_jala import tiny_jala_config
+    from trainers.token_priors import training_token_ids
+
+    repo, tokenizer_dir = pretrain_inputs
+    tokenizer = JalaMotionTokenizer.from_pretrained(tokenizer_dir)
+    ids = training_token_ids(tokenizer, [repo], max_chunks=2)
+    assert ids.shape[-1] == tokenizer.config.tokens_per_chunk and (ids >= 0).all()
+    model = JalaForMotionPretraining(tiny_jala_config(motion_tokenizer_config=tokenizer.config))
+    counts = model.init_token_priors(ids, smoothing=0.5)
+    layout = model.slot_layout
+    codebook = layout.codebook_of_slot()
+    # Counts are per (codebook, code): slot 0 and slot `codebooks_per_part` share codebook 0.
+    expected = torch.bincount(
+        torch.cat([ids[:, s] for s in range(ids.shape[1]) if codebook[s] == 0]), minlength=layout.codebook_size
+    ).float()
+    torch.testing.assert_close(counts[0], expected)
+    probabilities = model.motion_heads.bias.exp()
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(layout.num_codebooks))
+    most_common = int(expected.argmax())
+    assert int(model.motion_heads.bias[0].argmax()) == most_common
+    with pytest.raises(ValueError, match="token_ids must end in"):
+        model.init_token_priors(ids[:, :5])

@@ -45,8 +45,10 @@ from trainers.presets import (
     image_seq_length,
     jala_structure,
     ssl_image_settings,
+    structure_training_defaults,
 )
 from trainers.pretrain_collator import JalaPretrainCollator
+from trainers.token_priors import training_token_ids
 from trainers.training_common import PaperTrainingArguments, save_hub_folder
 
 logger = logging.getLogger("jala.pretrain")
@@ -68,6 +70,13 @@ class ModelArguments:
     align_weight: float | None = field(default=None, metadata={"help": "λ (default 0.5; 0 for wo_align)."})
     align_layer: int | None = field(default=None)
     ema_decay: float | None = field(default=None)
+    init_token_priors: bool = field(
+        default=True,
+        metadata={
+            "help": "A new model's output heads start at the log frequency of each codebook's codes in the training "
+            "motion (not uniform); ignored with --model_name_or_path."
+        },
+    )
 
 
 @dataclass
@@ -213,12 +222,25 @@ def build_datasets(data_args: DataArguments, training_args: TrainingArguments, s
     return train, evaluation
 
 
-def main(argv: list[str] | None = None) -> Path:
+def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, JalaTrainingArguments]:
+    """The three argument groups; a from-scratch structure brings its own training defaults (e.g. the tiny CPU
+    preset), and flags given explicitly win over them."""
     parser = HfArgumentParser((ModelArguments, DataArguments, JalaTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    known, _ = parser.parse_known_args(args=argv)
+    from_scratch = not (known.model_name_or_path or known.backbone_name_or_path)
+    parser.set_defaults(**structure_training_defaults(known.structure, from_scratch))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> Path:
+    model_args, data_args, training_args = parse_arguments(argv)
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     set_seed(training_args.seed)
     model, processor = build_model_and_processor(model_args, data_args)
+    if model_args.init_token_priors and not model_args.model_name_or_path:
+        model.init_token_priors(
+            training_token_ids(model.motion_tokenizer, data_args.dataset, max_chunks=data_args.max_chunks)
+        )
     size = processor.image_processor.size
     row_collator = UniHandCollator(
         image_size=(size["height"], size["width"]), max_chunks=data_args.max_chunks, seed=training_args.seed
