@@ -2,10 +2,13 @@
 
 1. Build a mini UniHand-Mix from the procedural hand world (lab + wild, held-out test_lab / test_wild scenes).
 2. Train the motion tokenizer briefly on its labelled motion.
-3. Pretrain a tiny JALA (InternVL + DINOv3 structure at small widths) with masked chunk prediction + alignment.
-4. Generate motion for held-out clips from the first frame and instruction; print MPJPE / PA-MPJPE / MWTE / MDE
+3. Pretrain a small ViT self-supervised on the clips' frames (labels never read) as the frozen SSL encoder, and
+   measure it with a linear probe (first-frame wrist position / grip aperture) against the same ViT at random init.
+4. Pretrain a tiny JALA (InternVL + DINOv3 structure at small widths) with masked chunk prediction + alignment,
+   with the tiny structure's CPU training defaults.
+5. Generate motion for held-out clips from the first frame and instruction; print MPJPE / PA-MPJPE / MWTE / MDE
    beside the mean-motion and nearest-neighbour baselines.
-5. Reload the saved Hub folder with `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process
+6. Reload the saved Hub folder with `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh process
    and check it reproduces the in-process outputs.
 
     python -m trainers.quickstart --output_dir outputs/quickstart
@@ -28,9 +31,10 @@ from dataset_scripts.builder import build_unihand
 from dataset_scripts.sources.synthetic import SyntheticSource
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
-from trainers import pretrain, train_tokenizer
+from trainers import pretrain, train_ssl_encoder, train_tokenizer
 from trainers.evaluate_motion import evaluate_generation, fit_baselines, format_table
 from trainers.model_card import write_jala_card
+from trainers.ssl_probe import format_probe_table, probe_encoders
 
 logger = logging.getLogger("jala.quickstart")
 
@@ -108,7 +112,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--wild_clips", type=int, default=400)
     parser.add_argument("--test_clips", type=int, default=40)
     parser.add_argument("--tokenizer_steps", type=int, default=800)
-    parser.add_argument("--pretrain_steps", type=int, default=300)
+    parser.add_argument(
+        "--tokenizer_preset",
+        default="tiny",
+        help="motion tokenizer size (64-code codebooks: a few hundred CPU steps learn them, README 'CPU presets')",
+    )
+    parser.add_argument("--ssl_steps", type=int, default=600, help="self-supervised encoder steps")
+    parser.add_argument("--pretrain_steps", type=int, default=None, help="default: the tiny structure's preset")
     parser.add_argument("--eval_clips", type=int, default=24)
     parser.add_argument("--decoding_steps", type=int, default=8, help="masked-decoding passes per chunk")
     parser.add_argument("--ensemble", type=int, default=2, help="decodings averaged per clip")
@@ -138,7 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         else train_tokenizer.main(
             [
                 f"--output_dir={tokenizer_dir}",
-                "--preset=small",
+                f"--preset={args.tokenizer_preset}",
                 f"--dataset={data}",
                 "--dataset_config=all",
                 "--eval_split=test_lab",
@@ -150,19 +160,29 @@ def main(argv: list[str] | None = None) -> dict:
     timings["train_tokenizer_min"] = (time.monotonic() - started) / 60
 
     started = time.monotonic()
+    ssl_dir = out / "ssl_encoder"
+    if not (args.reuse_trained and (ssl_dir / "model.safetensors").exists()):
+        train_ssl_encoder.main(
+            [f"--dataset={data}", f"--output_dir={ssl_dir}", f"--max_steps={args.ssl_steps}", f"--seed={args.seed}"]
+        )
+    timings["train_ssl_encoder_min"] = (time.monotonic() - started) / 60
+    started = time.monotonic()
+    probe = probe_encoders(data, {"self-supervised": ssl_dir}, random_init_seeds=(0,))
+    timings["probe_min"] = (time.monotonic() - started) / 60
+
+    started = time.monotonic()
     jala_dir = out / "jala"
     if not (args.reuse_trained and (jala_dir / "model.safetensors").exists()):
+        steps = [] if args.pretrain_steps is None else [f"--max_steps={args.pretrain_steps}"]
         pretrain.main(
             [
                 f"--dataset={data}",
                 f"--motion_tokenizer={tokenizer_dir}",
+                f"--ssl_encoder_name_or_path={ssl_dir}",
                 f"--output_dir={jala_dir}",
                 "--structure=tiny",
-                f"--max_steps={args.pretrain_steps}",
-                "--per_device_train_batch_size=8",
+                *steps,
                 "--max_chunks=4",
-                "--learning_rate=1e-3",
-                "--warmup_steps=0.05",
                 "--logging_steps=25",
                 "--save_strategy=no",
                 "--eval_strategy=no",
@@ -198,11 +218,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     summary = {
         "timings_min": {key: round(value, 2) for key, value in timings.items()},
-        "tokenizer": {key: round(value, 3) for key, value in tokenizer_report.items()},
+        "tokenizer": {key: round(value, 3) for key, value in tokenizer_report.items() if isinstance(value, float)},
+        "ssl_probe": probe["results"],
         "generation": results,
     }
     (out / "quickstart_results.json").write_text(json.dumps(summary, indent=2))
-    print(format_table(results, title=f"JALA quickstart ({args.pretrain_steps} pretraining steps on CPU)"))
+    steps = training_args["max_steps"]
+    print(format_probe_table(probe["results"]))
+    print(format_table(results, title=f"JALA quickstart ({steps} pretraining steps on CPU)"))
     print(f"\nHub folder: {jala_dir} (reloaded with AutoModel in a fresh process: {reload_message}, outputs match)")
     print(f"timings (minutes): {summary['timings_min']}")
     return summary
