@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
         default="tiny",
         help="motion tokenizer size (64-code codebooks: a few hundred CPU steps learn them, README 'CPU presets')",
     )
-    parser.add_argument("--ssl_steps", type=int, default=600, help="self-supervised encoder steps")
+    parser.add_argument("--ssl_steps", type=int, default=1500, help="self-supervised encoder steps")
     parser.add_argument("--pretrain_steps", type=int, default=None, help="default: the tiny structure's preset")
     parser.add_argument("--eval_clips", type=int, default=24)
     parser.add_argument("--decoding_steps", type=int, default=8, help="masked-decoding passes per chunk")
