@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dataset_scripts.collator import UniHandCollator
-from dataset_scripts.streaming import UniHandStream
+from trainers.motion_baselines import labelled_rows
 
 logger = logging.getLogger(__name__)
 
@@ -30,32 +30,16 @@ def training_token_ids(
 
     Reads the whole split on every rank (no per-rank sharding), so every process computes the same prior.
     """
-    stream = UniHandStream(repos, split="train", infinite=False, shuffle=False, rank=0, world_size=1, columns=None)
-    collator = UniHandCollator(image_size=(32, 32), max_chunks=max_chunks, boundary="none")
-    rows, chunks = [], []
-
-    def flush() -> None:
-        if not rows:
-            return
-        batch = collator(rows)
-        encoding = tokenizer.encode(batch["motion"], lengths=batch["frame_lengths"], hand_mask=batch["hands_present"])
-        chunks.append(encoding.ids[encoding.chunk_mask])
-        rows.clear()
-
-    seen = 0
-    for row in tqdm(stream, desc="token prior", unit="clip", leave=False):
-        if not (row["labelled"] and row["motion"] is not None):
-            continue
-        rows.append(row)
-        seen += 1
-        if len(rows) == batch_size:
-            flush()
-        if seen >= max_clips:
-            break
-    flush()
-    if not chunks:
+    rows = labelled_rows(repos, "train", max_clips)
+    if not rows:
         raise ValueError(
             f"{[str(repo) for repo in repos]} has no labelled training clips to estimate a code prior from."
         )
-    logger.info("code prior from %d labelled clips", seen)
+    collator = UniHandCollator(image_size=(32, 32), max_chunks=max_chunks, boundary="none")
+    chunks = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="token prior", unit="batch", leave=False):
+        batch = collator(rows[start : start + batch_size])
+        encoding = tokenizer.encode(batch["motion"], lengths=batch["frame_lengths"], hand_mask=batch["hands_present"])
+        chunks.append(encoding.ids[encoding.chunk_mask])
+    logger.info("code prior from %d labelled clips", len(rows))
     return torch.cat(chunks)
