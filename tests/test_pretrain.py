@@ -150,6 +150,41 @@ def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None
     assert pretrained.learning_rate == 3e-5
 
 
+def test_tiny_structure_hides_whole_target_chunks_and_paper_keeps_the_papers_ratios() -> None:
+    from modeling_jala.configuration_jala import DEFAULT_TARGET_MASK_RATIOS
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from trainers.presets import TINY_TARGET_MASK_RATIOS, jala_structure
+
+    tokenizer_config = JalaMotionTokenizerConfig(**TINY_TOKENIZER)
+    tiny = jala_structure("tiny", 64, 3, tokenizer_config)
+    assert tiny.target_mask_ratios == list(TINY_TARGET_MASK_RATIOS) == [1.0]
+    paper = jala_structure("paper", 64, 3, tokenizer_config)
+    assert paper.target_mask_ratios == DEFAULT_TARGET_MASK_RATIOS
+    # An explicit override still wins over the structure's ratios.
+    assert jala_structure("tiny", 64, 3, tokenizer_config, target_mask_ratios=[0.5]).target_mask_ratios == [0.5]
+
+    # Under full-chunk ratios every labelled clip's target chunk is hidden completely, earlier chunks are intact.
+    from tests.fixtures.tiny_jala import tiny_jala_config
+
+    model = JalaForMotionPretraining(tiny_jala_config(target_mask_ratios=list(TINY_TARGET_MASK_RATIOS)))
+    slots = torch.ones(16, 3, 2, dtype=torch.bool)
+    mask = model.sample_motion_mask(slots, torch.ones(16, dtype=torch.bool), torch.Generator().manual_seed(0))
+    for row in mask:
+        hidden_chunks = row.flatten(1).any(-1)
+        target = int(hidden_chunks.float().argmax())
+        assert not row[:target].any() and row[target].all()
+
+
+def test_cpu_tokenizer_preset_keeps_the_tiny_widths_with_four_residual_layers() -> None:
+    from trainers.train_tokenizer import PRESETS
+
+    cpu, tiny = PRESETS["cpu"], PRESETS["tiny"]
+    assert {key: value for key, value in cpu.items() if key != "num_residual_layers"} == tiny
+    config = JalaMotionTokenizerConfig(**cpu)
+    assert config.num_residual_layers == 4
+    assert config.tokens_per_chunk == 2 * 4 * config.num_groups * 4  # 2 parts x 4 positions x groups x 4 layers
+
+
 def test_new_models_start_at_the_training_code_prior(pretrain_inputs: tuple[Path, Path]) -> None:
     from modeling_jala.modeling_jala import JalaForMotionPretraining
     from tests.fixtures.tiny_jala import tiny_jala_config
@@ -174,3 +209,47 @@ def test_new_models_start_at_the_training_code_prior(pretrain_inputs: tuple[Path
     assert int(model.motion_heads.bias[0].argmax()) == most_common
     with pytest.raises(ValueError, match="token_ids must end in"):
         model.init_token_priors(ids[:, :5])
+
+
+def test_context_use_scores_hidden_chunks_against_the_chunk_position_prior(
+    pretrain_inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import math
+
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from modeling_jala.processing_jala import JalaProcessor
+    from trainers.context_use import chunk_position_log_prior, hidden_chunk_cross_entropy
+    from trainers.motion_baselines import labelled_rows
+
+    repo, tokenizer_dir = pretrain_inputs
+    output = tmp_path / "jala"
+    run_pretrain(repo, tokenizer_dir, output, "--max_steps=1", "--save_strategy=no")
+    model = JalaForMotionPretraining.from_pretrained(output).eval()
+    processor = JalaProcessor.from_pretrained(output)
+    rows = labelled_rows([repo], "train", 100)
+
+    # Known answer for the prior: without smoothing it is each slot's code frequency at that hand and position.
+    log_prior = chunk_position_log_prior(model.motion_tokenizer, rows, max_chunks=2, smoothing=0.0)
+    assert log_prior.shape == (2, 2, model.config.motion_tokens_per_chunk, model.slot_layout.codebook_size)
+    from dataset_scripts.collator import UniHandCollator
+
+    batch = UniHandCollator(image_size=(32, 32), max_chunks=2, boundary="none")(rows)
+    encoding = model.motion_tokenizer.encode(
+        batch["motion"], lengths=batch["frame_lengths"], hand_mask=batch["hands_present"]
+    )
+    hand, chunk, slot = 1, 0, 3
+    codes = encoding.ids[encoding.chunk_mask[:, hand, chunk], hand, chunk, slot]
+    expected = torch.bincount(codes, minlength=log_prior.shape[-1]).float() / len(codes)
+    torch.testing.assert_close(log_prior[hand, chunk, slot].exp(), expected)
+
+    # Uniform heads score exactly ln V on every chunk, whatever the context: the gain is the prior's shortfall.
+    with torch.no_grad():
+        model.motion_heads.weight.zero_()
+        model.motion_heads.bias.zero_()
+    smoothed = chunk_position_log_prior(model.motion_tokenizer, rows, max_chunks=2)
+    results = hidden_chunk_cross_entropy(model, processor, repo, "train", smoothed, max_clips=6, max_chunks=2)
+    assert [row["chunk"] for row in results] == [0, 1]
+    for row in results:
+        assert row["model_nats"] == pytest.approx(math.log(log_prior.shape[-1]), abs=1e-5)
+        assert row["gain_nats"] == pytest.approx(row["prior_nats"] - row["model_nats"], abs=1e-6)
+        assert row["tokens"] > 0 and 0 < row["prior_nats"] < math.log(log_prior.shape[-1])

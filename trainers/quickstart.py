@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tokenizer_steps", type=int, default=800)
     parser.add_argument(
         "--tokenizer_preset",
-        default="tiny",
-        help="motion tokenizer size (64-code codebooks: a few hundred CPU steps learn them, README 'CPU presets')",
+        default="cpu",
+        help="motion tokenizer size (64-code codebooks, 4 residual layers: README 'CPU presets')",
     )
     parser.add_argument("--ssl_steps", type=int, default=1500, help="self-supervised encoder steps")
     parser.add_argument("--pretrain_steps", type=int, default=None, help="default: the tiny structure's preset")

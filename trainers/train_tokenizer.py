@@ -43,12 +43,16 @@ from trainers.plotting import plot_training_curves
 
 logger = logging.getLogger("jala.train_tokenizer")
 
-#: Structure presets. All keep the paper's token layout (downsample 4, 2 groups x 8 layers: 64 + 64 tokens per
-#: chunk) and differ only in widths and codebook size, so a small model is a drop-in for the paper-sized one.
+#: Structure presets. `paper`, `small` and `tiny` keep the paper's token layout (downsample 4, 2 groups x 8 residual
+#: layers: 64 + 64 tokens per chunk) and differ only in widths and codebook size, so a small model is a drop-in for
+#: the paper-sized one. `cpu` is `tiny` with 4 residual layers (32 + 32 tokens per chunk): the JALA sequence is half
+#: as long and a 2-core CPU step twice as fast, at a coarser reconstruction (README, "CPU presets"; docs/design.md
+#: §1.12). It is the quickstart's tokenizer.
 PRESETS: dict[str, dict] = {
     "paper": {},
     "small": {"codebook_size": 512, "code_dim": 64, "hidden_size": 128},
     "tiny": {"codebook_size": 64, "code_dim": 32, "hidden_size": 64, "num_res_blocks": 1},
+    "cpu": {"codebook_size": 64, "code_dim": 32, "hidden_size": 64, "num_res_blocks": 1, "num_residual_layers": 4},
 }
 
 
