@@ -347,7 +347,7 @@ class JalaConfig(PreTrainedConfig):
             and committing the most confident tokens, `decoding_ensemble` decodings averaged. `"expected"` (D):
             one pass per chunk with every slot masked, each slot's distribution turned into its expected code and
             the expected latent decoded — the minimum-mean-squared-error motion under the model's per-slot
-            marginals, which is what MPJPE rewards; the chunk's most likely tokens are then committed as context
+            marginals, which is what MPJPE rewards; that motion, tokenized again, is then committed as context
             for the next chunk. It costs one pass per chunk and needs no ensemble (docs/design.md §1.8).
         initializer_range (`float`, defaults to 0.02): std of the normal init of new linear/embedding layers.
     """

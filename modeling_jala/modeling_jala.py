@@ -928,8 +928,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         passes, the most confident sampled predictions are committed (a cosine schedule: a few % of the slots per
         pass); `ensemble` independent decodings (sampling at `temperature`) are decoded to MANO-D162 and
         averaged. `"expected"` — one pass per chunk with every slot masked; each slot's distribution gives its
-        expected code and the expected latent is decoded (the MMSE motion under the per-slot marginals), and the
-        most likely tokens become the next chunk's context. Either pass model inputs, or `images` +
+        expected code and the expected latent is decoded (the MMSE motion under the per-slot marginals), and that
+        motion, tokenized again, becomes the next chunk's context. Either pass model inputs, or `images` +
         `instructions` + the `processor` (a JalaProcessor) to build them.
         """
         if images is not None:
@@ -995,9 +995,9 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 states = self._cached_chunk_states(chunk, seen, cache, keep=False)
                 logits = self.motion_logits(states).float()  # (runs, 2, K, V)
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
-                if expected:  # the single pass commits every slot: its most likely code becomes the context
+                if expected:  # the single pass commits every slot: the tokens of the motion it decodes to
                     chunk_probabilities.append(probs)
-                    sampled = probs.argmax(-1)
+                    sampled = self._tokens_of_expected_chunk(probs, present)
                 else:
                     sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
                 confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~hidden, -1.0)
@@ -1027,6 +1027,17 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         return JalaMotionGeneration(
             token_ids=ids.view(batch, ensemble, *ids.shape[1:])[:, 0], motion=motion, joints=joints
         )
+
+    def _tokens_of_expected_chunk(self, probabilities: Tensor, hands_present: Tensor) -> Tensor:
+        """(B, 2, K, V) slot distributions of one chunk -> (B, 2, K) tokens of the motion they decode to.
+
+        The next chunk then continues the motion that is actually output. Committing each slot's most likely code
+        instead gives a token combination whose motion can be far from the output one (every slot's mode taken
+        independently) and the next chunk continues from there (docs/design.md §1.8)."""
+        chunk_mask = hands_present[:, :, None]
+        motion = self.motion_tokenizer.decode_expected(probabilities[:, :, None], chunk_mask=chunk_mask)
+        ids = self.motion_tokenizer.encode(motion, hand_mask=hands_present).ids[:, :, 0]
+        return ids.clamp_min(0)
 
     def _cached_chunk_states(self, chunk: SequencePart, seen: SequencePart, cache: Any, keep: bool) -> Tensor:
         """Run one chunk ((B, 2 (K + 2), H)) against the cached sequence `seen`; its final states at the 2 x K

@@ -567,3 +567,18 @@ def test_expected_generation_is_deterministic_and_unknown_strategies_fail(model:
         model.generate_motion(**{**kwargs, "strategy": "beam"})
     with pytest.raises(StrictDataclassError, match="decoding_strategy must be one of"):
         tiny_jala_config(decoding_strategy="beam")
+
+
+def test_expected_generation_commits_the_tokens_of_the_motion_it_outputs(model: JalaForMotionPretraining) -> None:
+    """The next chunk's context is the output chunk re-tokenized, not each slot's most likely code."""
+    generated = model.generate_motion(
+        images=[np.full((64, 64, 3), 90, dtype=np.uint8), np.full((64, 64, 3), 30, dtype=np.uint8)],
+        instructions=["grasp the blue box", "push the red cup"],
+        processor=tiny_processor(),
+        num_chunks=3,
+        hands=("left", "right"),
+        strategy="expected",
+    )
+    present = torch.ones(2, 2, dtype=torch.bool)
+    retokenized = model.motion_tokenizer.encode(generated.motion, hand_mask=present).ids  # (B, 2, N, K)
+    assert torch.equal(generated.token_ids, retokenized.transpose(1, 2))
