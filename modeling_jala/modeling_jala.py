@@ -985,7 +985,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             cache=cache,
         )
         seen = context
-        chunk_probabilities = []
+        chunk_motions = []  # expected strategy: each chunk's decoded motion, (runs, 2, 15, 162)
         for k in range(num_chunks):
             hidden = present[:, :, None].expand(runs, 2, tokens).clone()
             total = hidden.flatten(1).sum(-1)
@@ -996,8 +996,10 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 logits = self.motion_logits(states).float()  # (runs, 2, K, V)
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
                 if expected:  # the single pass commits every slot: the tokens of the motion it decodes to
-                    chunk_probabilities.append(probs)
-                    sampled = self._tokens_of_expected_chunk(probs, present)
+                    chunk_motions.append(
+                        self.motion_tokenizer.decode_expected(probs[:, :, None], chunk_mask=present[:, :, None])
+                    )
+                    sampled = self._context_tokens_of(chunk_motions[-1], present)
                 else:
                     sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
                 confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~hidden, -1.0)
@@ -1016,28 +1018,21 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 self._cached_chunk_states(chunk, seen, cache, keep=True)
                 seen = SequencePart.cat([seen, chunk])
 
-        if expected:
-            chunk_mask = present[:, :, None].expand(-1, -1, num_chunks)
-            probabilities = torch.stack(chunk_probabilities, dim=2)  # (runs, 2, N, K, V)
-            motion = self.motion_tokenizer.decode_expected(probabilities, chunk_mask=chunk_mask)
-        else:
-            motion = self.decode_tokens(ids, present)  # (runs, 2, T, 162)
+        # (runs, 2, N * 15, 162); the tokenizer decodes chunks independently, so the expected chunks concatenate.
+        motion = torch.cat(chunk_motions, dim=2) if expected else self.decode_tokens(ids, present)
         motion = motion.view(batch, ensemble, *motion.shape[1:]).mean(1)
         joints = motion[..., JOINTS_XYZ].reshape(*motion.shape[:-1], NUM_JOINTS, 3)
         return JalaMotionGeneration(
             token_ids=ids.view(batch, ensemble, *ids.shape[1:])[:, 0], motion=motion, joints=joints
         )
 
-    def _tokens_of_expected_chunk(self, probabilities: Tensor, hands_present: Tensor) -> Tensor:
-        """(B, 2, K, V) slot distributions of one chunk -> (B, 2, K) tokens of the motion they decode to.
+    def _context_tokens_of(self, chunk_motion: Tensor, hands_present: Tensor) -> Tensor:
+        """(B, 2, 15, 162) output motion of one chunk -> (B, 2, K) tokens, the next chunk's context.
 
         The next chunk then continues the motion that is actually output. Committing each slot's most likely code
         instead gives a token combination whose motion can be far from the output one (every slot's mode taken
         independently) and the next chunk continues from there (docs/design.md §1.8)."""
-        chunk_mask = hands_present[:, :, None]
-        motion = self.motion_tokenizer.decode_expected(probabilities[:, :, None], chunk_mask=chunk_mask)
-        ids = self.motion_tokenizer.encode(motion, hand_mask=hands_present).ids[:, :, 0]
-        return ids.clamp_min(0)
+        return self.motion_tokenizer.encode(chunk_motion, hand_mask=hands_present).ids[:, :, 0].clamp_min(0)
 
     def _cached_chunk_states(self, chunk: SequencePart, seen: SequencePart, cache: Any, keep: bool) -> Tensor:
         """Run one chunk ((B, 2 (K + 2), H)) against the cached sequence `seen`; its final states at the 2 x K
