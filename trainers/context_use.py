@@ -19,6 +19,7 @@ import torch
 from dataset_scripts.collator import UniHandCollator
 from trainers.motion_baselines import labelled_rows
 from trainers.pretrain_collator import JalaPretrainCollator
+from trainers.token_priors import encoded_batches
 
 __all__ = ["chunk_position_log_prior", "hidden_chunk_cross_entropy"]
 
@@ -35,10 +36,7 @@ def chunk_position_log_prior(
     and chunk position, with `smoothing` added to every count (Laplace)."""
     config = tokenizer.config
     counts = torch.full((2, max_chunks, config.tokens_per_chunk, config.codebook_size), float(smoothing))
-    collator = UniHandCollator(image_size=(32, 32), max_chunks=max_chunks, boundary="none")
-    for start in range(0, len(rows), batch_size):
-        batch = collator(rows[start : start + batch_size])
-        encoding = tokenizer.encode(batch["motion"], lengths=batch["frame_lengths"], hand_mask=batch["hands_present"])
+    for encoding in encoded_batches(tokenizer, rows, max_chunks, batch_size):
         ids, present = encoding.ids, encoding.chunk_mask  # (B, 2, N, K), (B, 2, N)
         for hand in range(2):
             for chunk in range(ids.shape[2]):

@@ -7,7 +7,9 @@ module reads the training split's labelled motion and tokenizes it with the mode
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -35,11 +37,20 @@ def training_token_ids(
         raise ValueError(
             f"{[str(repo) for repo in repos]} has no labelled training clips to estimate a code prior from."
         )
-    collator = UniHandCollator(image_size=(32, 32), max_chunks=max_chunks, boundary="none")
-    chunks = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="token prior", unit="batch", leave=False):
-        batch = collator(rows[start : start + batch_size])
-        encoding = tokenizer.encode(batch["motion"], lengths=batch["frame_lengths"], hand_mask=batch["hands_present"])
-        chunks.append(encoding.ids[encoding.chunk_mask])
+    chunks = [
+        encoding.ids[encoding.chunk_mask] for encoding in encoded_batches(tokenizer, rows, max_chunks, batch_size)
+    ]
     logger.info("code prior from %d labelled clips", len(rows))
     return torch.cat(chunks)
+
+
+@torch.no_grad()
+def encoded_batches(
+    tokenizer: torch.nn.Module, rows: list[dict[str, Any]], max_chunks: int = 4, batch_size: int = 32
+) -> Iterator[Any]:
+    """The frozen tokenizer's encodings (ids (B, 2, N, K), chunk_mask (B, 2, N)) of labelled `rows`, a batch at a
+    time, padded and chunked by the dataset collator (no frames decoded)."""
+    collator = UniHandCollator(image_size=(32, 32), max_chunks=max_chunks, boundary="none")
+    for start in tqdm(range(0, len(rows), batch_size), desc="tokenizing motion", unit="batch", leave=False):
+        batch = collator(rows[start : start + batch_size])
+        yield tokenizer.encode(batch["motion"], lengths=batch["frame_lengths"], hand_mask=batch["hands_present"])
