@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import AutoModel, DINOv3ViTConfig, DINOv3ViTModel, ViTImageProcessorPil
+from transformers import AutoModel, DINOv3ViTModel, ViTImageProcessorPil
 
 from dataset_scripts.builder import SslFeatureHook, build_unihand
 from dataset_scripts.collator import UniHandCollator
@@ -25,6 +25,7 @@ from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.ssl_features_jala import encode_ssl_frames, pool_patch_grid, select_ssl_tokens
 from modeling_jala.strict_loading_jala import strict_from_pretrained
 from tests.conftest import TINY_TOKENIZER
+from tests.fixtures.tiny_jala import save_tiny_dinov3
 from tests.fixtures.unihand_factory import FixtureSource
 from trainers import pretrain, train_ssl_encoder
 from trainers.presets import build_processor, build_word_tokenizer, jala_structure, ssl_image_settings
@@ -240,17 +241,7 @@ def test_token_selection_and_pooling() -> None:
 
 def test_precomputed_features_equal_the_models_on_the_fly_features(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    config = DINOv3ViTConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        num_register_tokens=2,
-    )
-    encoder_dir = tmp_path / "encoder"
-    DINOv3ViTModel(config).eval().save_pretrained(encoder_dir)
+    encoder_dir = save_tiny_dinov3(tmp_path / "encoder", num_register_tokens=2)
     image_processor = ViTImageProcessorPil(
         size={"height": 32, "width": 32}, image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.25, 0.3]
     )

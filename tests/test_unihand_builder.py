@@ -207,20 +207,12 @@ def test_duplicate_ids_wrong_split_and_existing_output_are_refused(tmp_path: Pat
 
 
 def test_precomputed_ssl_features_and_motion_tokens_hooks(tmp_path: Path) -> None:
-    from transformers import DINOv3ViTConfig, DINOv3ViTModel
+    from transformers import DINOv3ViTModel
+
+    from tests.fixtures.tiny_jala import save_tiny_dinov3
 
     torch.manual_seed(0)
-    encoder_dir = tmp_path / "dinov3"
-    config = DINOv3ViTConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        num_register_tokens=2,
-    )
-    DINOv3ViTModel(config).eval().save_pretrained(encoder_dir)
+    encoder_dir = save_tiny_dinov3(tmp_path / "dinov3", num_register_tokens=2)
     tokenizer_dir = tmp_path / "tokenizer"
     JalaMotionTokenizer(JalaMotionTokenizerConfig(**TINY_TOKENIZER)).eval().save_pretrained(tokenizer_dir)
 
