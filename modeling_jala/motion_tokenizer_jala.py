@@ -93,12 +93,16 @@ class EmaCodebook(nn.Module):
         return self.codebook.shape[0]
 
     def nearest(self, vectors: Tensor) -> Tensor:
-        """Index of the closest code (squared Euclidean distance) for each row of `vectors` (N, D)."""
+        """Index of the closest code (squared Euclidean distance) for each row of `vectors` (N, D).
+
+        Always in float32, whatever the model's dtype: |v|^2 - 2 v.c + |c|^2 subtracts large, nearly equal terms,
+        and in bfloat16 (8 mantissa bits) the rounding error exceeds the gap between close codes, so the argmin
+        would pick wrong codes (docs/design.md §1.2).
+        """
         vectors = vectors.float()
+        codebook = self.codebook.float()
         distances = (
-            vectors.pow(2).sum(-1, keepdim=True)
-            - 2 * vectors @ self.codebook.t()
-            + self.codebook.pow(2).sum(-1)[None, :]
+            vectors.pow(2).sum(-1, keepdim=True) - 2 * vectors @ codebook.t() + codebook.pow(2).sum(-1)[None, :]
         )
         return distances.argmin(dim=-1)
 
@@ -238,21 +242,21 @@ class GroupedResidualQuantizer(nn.Module):
                 layer_ids = book.nearest(residual.detach())
                 if update_codebooks:
                     book.update(residual.detach(), layer_ids)
-                code = book.lookup(layer_ids)
+                code = book.lookup(layer_ids).float()
                 commitment = commitment + F.mse_loss(residual, code.detach())
                 quantized[:, group] += code
                 residual = residual - code.detach()
                 ids[:, group, layer] = layer_ids
-        quantized = quantized.view_as(latents)
+        quantized = quantized.view_as(latents).to(latents.dtype)
         straight_through = latents + (quantized - latents).detach()
         return QuantizerOutput(straight_through, ids, commitment)
 
     def dequantize(self, ids: Tensor) -> Tensor:
-        """(N, G, L) ids -> (N, G*D) sum of the residual codes."""
+        """(N, G, L) ids -> (N, G*D) sum of the residual codes, summed in float32 like all codebook arithmetic."""
         parts = []
         for group in range(self.num_groups):
             group_sum = sum(
-                self.codebook(group, layer).lookup(ids[:, group, layer]) for layer in range(self.num_layers)
+                self.codebook(group, layer).lookup(ids[:, group, layer]).float() for layer in range(self.num_layers)
             )
             parts.append(group_sum)
         return torch.cat(parts, dim=-1)
@@ -267,7 +271,7 @@ class GroupedResidualQuantizer(nn.Module):
         for group in range(self.num_groups):
             parts.append(
                 sum(
-                    probabilities[:, group, layer].float() @ self.codebook(group, layer).codebook
+                    probabilities[:, group, layer].float() @ self.codebook(group, layer).codebook.float()
                     for layer in range(self.num_layers)
                 )
             )
@@ -345,11 +349,17 @@ class PartTokenizer(nn.Module):
         self.quantizer = GroupedResidualQuantizer(config)
         self.decoder = MotionConvDecoder(feature_dim, config)
 
+    @property
+    def network_dtype(self) -> torch.dtype:
+        """The dtype the conv encoder and decoder run in (the model's: float32, or bfloat16 when loaded so)."""
+        return self.decoder.net[0].weight.dtype
+
     def normalize(self, features: Tensor) -> Tensor:
-        return (features - self.feature_mean) / self.feature_std
+        """Raw features -> unit-scale features, in float32 (motion is physical data; see `encode_latents`)."""
+        return (features.float() - self.feature_mean.float()) / self.feature_std.float()
 
     def denormalize(self, features: Tensor) -> Tensor:
-        return features * self.feature_std + self.feature_mean
+        return features.float() * self.feature_std.float() + self.feature_mean.float()
 
     def _pad_time(self, features: Tensor) -> Tensor:
         """(M, chunk_frames, C) -> (M, C, padded) with edge padding (a held final pose, not zeros)."""
@@ -359,14 +369,20 @@ class PartTokenizer(nn.Module):
         return features.transpose(1, 2)
 
     def encode_latents(self, features: Tensor) -> Tensor:
-        """(M, chunk_frames, C) raw features -> (M * steps, G*D) encoder outputs."""
-        latents = self.encoder(self._pad_time(self.normalize(features)))
+        """(M, chunk_frames, C) raw features -> (M * steps, G*D) encoder outputs in the network's dtype.
+
+        Features are normalised in float32 and only then cast to the network's dtype, so a bfloat16 model rounds
+        unit-scale values rather than raw ones (a wrist 0.5 m away would otherwise lose millimetres); callers may
+        pass float32 motion to a bfloat16 tokenizer.
+        """
+        normalized = self.normalize(features).to(self.network_dtype)
+        latents = self.encoder(self._pad_time(normalized))
         return latents.transpose(1, 2).reshape(-1, latents.shape[1])
 
     def decode_latents(self, latents: Tensor, num_chunks: int) -> Tensor:
-        """(M * steps, G*D) -> (M, chunk_frames, C) normalized features."""
-        latents = latents.view(num_chunks, -1, latents.shape[-1]).transpose(1, 2)
-        return self.decoder(latents)[:, :, : self.config.chunk_frames].transpose(1, 2)
+        """(M * steps, G*D) latents of any float dtype -> (M, chunk_frames, C) normalized features in float32."""
+        latents = latents.to(self.network_dtype).view(num_chunks, -1, latents.shape[-1]).transpose(1, 2)
+        return self.decoder(latents)[:, :, : self.config.chunk_frames].transpose(1, 2).float()
 
     def ids_to_tokens(self, ids: Tensor, num_chunks: int) -> Tensor:
         return ids.reshape(num_chunks, -1)  # (M*S, G, L) -> (M, S*G*L), step-major
@@ -460,11 +476,18 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
         return self.wrist, self.finger
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
-        """`PreTrainedModel.save_pretrained`, with an `auto_map` that `AutoModel` can read back.
+        """`PreTrainedModel.save_pretrained` as a repository of its own: `auto_map` and the code files, always.
 
-        transformers takes every class whose name contains "Tokenizer" for a text tokenizer and writes a
-        (slow, fast) pair into `auto_map`; this model is a motion tokenizer, so plain class references are written.
+        A tokenizer folder is published as it is, alone or as the `motion_tokenizer/` subfolder of a JALA model
+        (docs/design.md §3), and either must load with `AutoModel.from_pretrained(..., trust_remote_code=True)`;
+        so the classes are registered for the Auto classes here rather than left to each caller. transformers
+        takes every class whose name contains "Tokenizer" for a text tokenizer and writes a (slow, fast) pair into
+        `auto_map`; this model is a motion tokenizer, so plain class references are written.
         """
+        if self._auto_class is None:
+            self.register_for_auto_class("AutoModel")
+        if getattr(self.config, "_auto_class", None) is None:
+            self.config.register_for_auto_class()
         super().save_pretrained(save_directory, *args, **kwargs)
         auto_map = getattr(self.config, "auto_map", None) or {}
         if not any(isinstance(target, list | tuple) for target in auto_map.values()):
