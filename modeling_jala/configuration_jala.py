@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 logger = logging.getLogger(__name__)
+
+
+#: A Hub repository id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
+_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+
+
+def shareable_name_or_path(name_or_path: str | None) -> str | None:
+    """A checkpoint reference fit for a config.json that will be published: Hub ids (and short relative names) as
+    they are; a local path (absolute, home-relative, or containing "..") replaced by its last folder name, which
+    says what it was without revealing the machine's directory layout (docs/design.md §6)."""
+    if not name_or_path:
+        return name_or_path
+    text = str(name_or_path).rstrip("/\\")
+    if _HUB_REPO_ID.match(text) and ".." not in text:
+        return text
+    return PureWindowsPath(text).name if "\\" in text else PurePosixPath(text).name
 
 
 #: `generate_motion` strategies: the paper's sampled iterative decoding, or the expected-latent (MMSE) decoding.
@@ -322,8 +341,11 @@ class JalaConfig(PreTrainedConfig):
         action_head_config (`dict` or `JalaActionHeadConfig`): the post-training action model's flow head, proprio
             encoder and fine-tuning switches; used by [`JalaForActionPrediction`] only (the pretraining model ignores
             it, so every existing config stays valid with its defaults).
-        backbone_name_or_path (`str`, *optional*): checkpoint the VLM was initialised from (provenance).
-        ssl_encoder_name_or_path (`str`, *optional*): checkpoint the SSL encoder was initialised from.
+        backbone_name_or_path (`str`, *optional*): checkpoint the VLM was initialised from (provenance). A Hub id
+            is saved as it is; a local folder is saved as its folder name only (e.g. `/home/me/ckpt/vlm` -> `vlm`),
+            so that a published config.json holds no local path.
+        ssl_encoder_name_or_path (`str`, *optional*): checkpoint the SSL encoder was initialised from; saved like
+            `backbone_name_or_path`.
         variant (`str`, defaults to `"jala"`):
             One of `jala`, `wo_align` (λ = 0), `wo_latent` (no LAP: only labelled and pseudo-labelled clips),
             `wo_dec` (plain coupled EMA), `jala_act` (labelled subset only), `lapa` (LAPA†: latent codes from an
@@ -392,6 +414,23 @@ class JalaConfig(PreTrainedConfig):
         if self.target_mask_ratios is None:
             self.target_mask_ratios = list(DEFAULT_TARGET_MASK_RATIOS)
         super().__post_init__(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """`PreTrainedConfig.to_dict` (what config.json holds) without local paths.
+
+        Sub-configs carry the `_name_or_path` of the folder they were read from (an absolute path when local) and
+        the motion tokenizer's also the `auto_map` of its own subfolder; neither means anything inside this
+        config, so both are dropped. Checkpoint references keep Hub ids and lose local folders
+        (`shareable_name_or_path`). The config in memory is unchanged.
+        """
+        output = super().to_dict()
+        for key in self.sub_configs_defaults:
+            if isinstance(output.get(key), dict):
+                output[key].pop("_name_or_path", None)
+                output[key].pop("auto_map", None)
+        for key in ("backbone_name_or_path", "ssl_encoder_name_or_path"):
+            output[key] = shareable_name_or_path(output.get(key))
+        return output
 
     # -- derived switches: the variant is the single source of truth ----------------------------------------------
     @property

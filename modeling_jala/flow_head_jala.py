@@ -25,22 +25,43 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import FlowMatchEulerDiscreteScheduler
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import Tensor, nn
 
 from .configuration_jala import JalaActionHeadConfig
 
+# Only the action model needs diffusers; the motion model imports this module but never builds a head, so it loads
+# and runs without it. The imports sit in a try block because transformers refuses remote code whose module-level
+# or function-level imports name a missing package, and exempts only imports inside try blocks.
+try:
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+except ImportError as _diffusers_import_error:
+    FlowMatchEulerDiscreteScheduler = TimestepEmbedding = Timesteps = None
+    DIFFUSERS_IMPORT_ERROR: ImportError | None = _diffusers_import_error
+else:
+    DIFFUSERS_IMPORT_ERROR = None
+
 __all__ = [
+    "DIFFUSERS_IMPORT_ERROR",
     "DiTBlock",
     "JalaFlowHead",
     "flow_matching_sample",
     "interpolate",
     "make_scheduler",
+    "require_diffusers",
     "sample_training_sigmas",
     "velocity_target",
     "zero_initialised",
 ]
+
+
+def require_diffusers() -> None:
+    """Raise a clear ImportError where the action head is built without diffusers (the motion model needs none)."""
+    if DIFFUSERS_IMPORT_ERROR is not None:
+        raise ImportError(
+            "the JALA action model (JalaForActionPrediction: its DiT flow head and sampler) needs diffusers: "
+            "pip install diffusers. Loading and running the motion model (JalaForMotionPretraining) does not."
+        ) from DIFFUSERS_IMPORT_ERROR
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -87,6 +108,7 @@ def sample_training_sigmas(
 
 def make_scheduler(config: JalaActionHeadConfig) -> FlowMatchEulerDiscreteScheduler:
     """The sampler: diffusers' flow-matching Euler scheduler without shifting (σ used as given)."""
+    require_diffusers()
     return FlowMatchEulerDiscreteScheduler(num_train_timesteps=config.num_train_timesteps, shift=1.0)
 
 
@@ -192,6 +214,7 @@ class JalaFlowHead(nn.Module):
     """
 
     def __init__(self, config: JalaActionHeadConfig, context_dim: int) -> None:
+        require_diffusers()
         super().__init__()
         self.config = config
         width = config.hidden_size

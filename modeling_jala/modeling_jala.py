@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from .motion_tokenizer_jala import IGNORE_TOKEN_ID, JalaMotionTokenizer
 from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
 from .processing_jala import JalaProcessor
 from .ssl_features_jala import encode_ssl_frames
-from .strict_loading_jala import StrictLoadingMixin
+from .strict_loading_jala import HUB_DOWNLOAD_KWARGS, StrictLoadingMixin, hub_download_kwargs, join_subfolder
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,25 @@ class JalaMotionGeneration(ModelOutput):
     token_ids: Tensor | None = None
     motion: Tensor | None = None
     joints: Tensor | None = None
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where a model was loaded from, so that its sub-parts (the motion tokenizer, the default processor) come from
+    the same repository, revision, cache and subfolder as its own weights (docs/design.md §6)."""
+
+    name_or_path: str
+    subfolder: str = ""
+    download_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, loader: Any, subfolder: str = "", **kwargs: Any) -> Any:
+        """`loader(name_or_path, subfolder=<own subfolder>/<subfolder>, <Hub arguments>, **kwargs)`."""
+        return loader(
+            self.name_or_path,
+            subfolder=join_subfolder(self.subfolder, subfolder),
+            **self.download_kwargs,
+            **kwargs,
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -288,6 +307,19 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
     # A custom block-causal 4D mask is required; flash-attention kernels cannot take one.
     _supports_flash_attn = False
     _supports_flex_attn = False
+    #: Set by `from_pretrained`: where sub-parts loaded later (the default processor) must come from.
+    hub_source: HubSource | None = None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """Strict `from_pretrained` that remembers the repository, revision, cache and subfolder it read."""
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if pretrained_model_name_or_path is not None:
+            model.hub_source = HubSource(
+                str(pretrained_model_name_or_path), kwargs.get("subfolder") or "", hub_download_kwargs(kwargs)
+            )
+        return loaded
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -626,12 +658,12 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             self.motion_tokenizer.save_pretrained(Path(save_directory) / MOTION_TOKENIZER_SUBFOLDER)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any):
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> Any:
+        """Load the weights, then the `motion_tokenizer/` subfolder from the same revision, cache and subfolder."""
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
-        tokenizer = JalaMotionTokenizer.from_pretrained(
-            pretrained_model_name_or_path, subfolder=MOTION_TOKENIZER_SUBFOLDER
-        )
+        source = model.hub_source or HubSource(str(pretrained_model_name_or_path))
+        tokenizer = source.load(JalaMotionTokenizer.from_pretrained, MOTION_TOKENIZER_SUBFOLDER)
         model.motion_tokenizer.load_state_dict(tokenizer.state_dict(), strict=True)
         model.motion_tokenizer.to(model.device).eval()
         return loaded
@@ -647,11 +679,23 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         """A new JALA model initialised from pretrained parts, as the paper starts: the VLM (e.g.
         `OpenGVLab/InternVL3-2B-hf`), the frozen SSL encoder (e.g. a DINOv3 checkpoint) and a trained motion
         tokenizer. New parts (motion embeddings and heads, perceivers) are freshly initialised; every pretrained
-        tensor must load (strict)."""
-        vlm = AutoModel.from_pretrained(backbone_name_or_path)
-        ssl_encoder = AutoModel.from_pretrained(ssl_encoder_name_or_path)
+        tensor must load (strict).
+
+        Hub arguments among `config_kwargs` (cache_dir, token, local_files_only, ...) go to all three loads; a
+        `revision` names one repository's state, so give the three repositories' revisions in their
+        `name_or_path` instead (e.g. a local snapshot)."""
+        download = hub_download_kwargs(config_kwargs)
+        for name in HUB_DOWNLOAD_KWARGS:
+            config_kwargs.pop(name, None)
+        if "revision" in download:
+            raise ValueError(
+                "from_components loads three repositories, so one revision= cannot name their states; pass "
+                "snapshot folders (huggingface_hub.snapshot_download(repo, revision=...)) as the three paths."
+            )
+        vlm = AutoModel.from_pretrained(backbone_name_or_path, **download)
+        ssl_encoder = AutoModel.from_pretrained(ssl_encoder_name_or_path, **download)
         tokenizer = (
-            JalaMotionTokenizer.from_pretrained(motion_tokenizer_name_or_path)
+            JalaMotionTokenizer.from_pretrained(motion_tokenizer_name_or_path, **download)
             if motion_tokenizer_name_or_path is not None
             else None
         )
@@ -1262,6 +1306,8 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         config = cls.config_for_actions(pretrained.config, action_head_config, truncate_after_align_layer)
         model = cls(config)
         model.load_backbone(pretrained.model)
+        # The default processor is the pretrained folder's, from the same revision, cache and subfolder.
+        model.hub_source = pretrained.hub_source
         return model
 
     def load_backbone(self, backbone: JalaModel) -> None:
@@ -1499,14 +1545,18 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         return self.unnormalize_actions(actions.float())
 
     def _default_processor(self) -> JalaProcessor:
+        """The processor saved with the model, read from where the weights came from (revision, cache, subfolder
+        included: docs/design.md §6)."""
         if self.processor is None:
-            source = self.config._name_or_path or getattr(self, "name_or_path", "")
-            if not source:
+            source = self.hub_source
+            if source is None and self.config._name_or_path:
+                source = HubSource(self.config._name_or_path)
+            if source is None:
                 raise ValueError(
                     "predict_action needs a processor: pass processor=..., call set_processor(), or load the model "
                     "from a folder that holds one (processor.save_pretrained(folder))."
                 )
-            self.processor = JalaProcessor.from_pretrained(source)
+            self.processor = source.load(JalaProcessor.from_pretrained)
         return self.processor
 
 

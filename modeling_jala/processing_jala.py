@@ -16,6 +16,7 @@ from transformers import BatchFeature, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_jala import JalaConfig
+from .strict_loading_jala import hub_download_kwargs
 
 
 class JalaProcessor(ProcessorMixin):
@@ -60,11 +61,16 @@ class JalaProcessor(ProcessorMixin):
 
         transformers' AutoTokenizer otherwise resolves the folder's `config.json` through AutoConfig, whose
         `auto_map` points at remote code and makes it prompt for `trust_remote_code` — for the config of the
-        model this processor ships with. The JALA config is read with its own class instead.
+        model this processor ships with. The JALA config is read with its own class instead, from the same
+        revision, cache and subfolder as the processor files (docs/design.md §6).
         """
         if "config" not in kwargs:
+            subfolder = kwargs.get("subfolder") or ""
+            download = hub_download_kwargs(kwargs)
             try:
-                kwargs["config"] = JalaConfig.from_pretrained(pretrained_model_name_or_path)
+                kwargs["config"] = JalaConfig.from_pretrained(
+                    pretrained_model_name_or_path, subfolder=subfolder, **download
+                )
             except (OSError, ValueError):
                 kwargs["config"] = PreTrainedConfig()
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
