@@ -34,13 +34,14 @@ def join_subfolder(*parts: str | os.PathLike | None) -> str:
     return "/".join(str(part).strip("/") for part in parts if part and str(part).strip("/"))
 
 
-def describe_location(source: Any, subfolder: str | None = None) -> str:
-    """The folder a load read, for error messages: `<local folder>/<subfolder>` or `<repo id>/<subfolder>`."""
+def describe_location(source: Any, subfolder: str | None = None, revision: str | None = None) -> str:
+    """The folder a load read, for error messages: `<local folder>/<subfolder>` or `<repo id>/<subfolder>@<rev>`."""
     if source is None:
         return "<state_dict>"
     if os.path.isdir(str(source)):
         return os.path.join(str(source), subfolder) if subfolder else str(source)
-    return join_subfolder(str(source), subfolder)
+    location = join_subfolder(str(source), subfolder)
+    return f"{location}@{revision}" if revision else location
 
 
 def raise_on_loading_problems(info: dict[str, Any], owner: str, location: str) -> None:
@@ -108,7 +109,8 @@ def corrupt_weights_error(source: Any, kwargs: Mapping[str, Any], error: Excepti
     hub = hub_download_kwargs(kwargs)
     files = [] if source is None else _weight_files(str(source), subfolder, hub, kwargs.get("variant"))
     broken = _unreadable_safetensors(files)
-    what = broken if broken is not None else f"a safetensors file in {describe_location(source, subfolder)!r}"
+    folder = describe_location(source, subfolder, kwargs.get("revision"))
+    what = broken if broken is not None else f"a safetensors file in {folder!r}"
     return OSError(
         f"{what} is incomplete or corrupt ({error}); an interrupted download or save usually leaves such a file. "
         "Fetch it again with from_pretrained(..., force_download=True) (or delete it from the cache), or save a "
@@ -126,7 +128,8 @@ def _load_strictly(load: Callable[..., Any], owner: str, args: tuple, kwargs: di
         model, info = load(*args, output_loading_info=True, **kwargs)
     except SafetensorError as error:
         raise corrupt_weights_error(source, kwargs, error) from error
-    raise_on_loading_problems(info, owner, describe_location(source, kwargs.get("subfolder")))
+    location = describe_location(source, kwargs.get("subfolder"), kwargs.get("revision"))
+    raise_on_loading_problems(info, owner, location)
     return model, info
 
 
