@@ -1,24 +1,20 @@
-"""`evaluate` wrapper of the JALA hand-motion metrics (MPJPE, PA-MPJPE, MWTE, MDE).
+"""`evaluate` module of the JALA hand-motion metrics (MPJPE, PA-MPJPE, MWTE, MDE).
 
-Load it from the folder: ``evaluate.load("trainers/metrics/jala_hand_motion")`` or, from an installed
-copy, ``evaluate.load(trainers.metrics.JALA_HAND_MOTION_METRIC_PATH)``.
+Load it from this folder (``evaluate.load("path/to/jala_hand_motion")``, or from an installed copy of the project
+``evaluate.load(trainers.metrics.JALA_HAND_MOTION_METRIC_PATH)``) or from a Hub Space holding this folder's files.
+It needs only numpy, datasets and evaluate: nothing of the JALA repository has to be importable.
 """
 
 from __future__ import annotations
 
 import datasets
 import evaluate
-import numpy as np
-import torch
 
-# The math lives in the installed `jala` distribution (which provides the `trainers` package), not here:
-# evaluate copies only this file into its modules cache (HF_MODULES_CACHE/evaluate_modules/metrics/...)
-# and imports it as a standalone module, so a relative import of hand_motion.py would not resolve, and a
-# copy of the math would drift. Before importing, evaluate greps top-level `import x` / `from x import`
-# lines and runs `importlib.import_module(x)`; when that fails it tells the user to `pip install` the text
-# after "From:" in the line's trailing comment (the bare module name otherwise, and the unrelated PyPI
-# project "trainers" is not what is needed). Keep this import on one line with the comment below.
-from trainers.metrics.hand_motion import hand_motion_metrics  # From: -e <root of the jala repository>
+# The math has one home, hand_motion_math.py beside this file (numpy only; the torch face of the project,
+# trainers.metrics.hand_motion, uses the same file). `evaluate.load` copies only this script into its modules cache,
+# plus each module it imports relatively: it greps top-level `from .name import` lines and copies `name.py` from
+# this folder (or downloads it from the Space) next to the script. Keep this import on one line, relative.
+from .hand_motion_math import hand_motion_metrics, pad_sequences
 
 _CITATION = """\
 @inproceedings{luo2026jala,
@@ -88,21 +84,5 @@ class JalaHandMotion(evaluate.Metric):
 
     def _compute(self, predictions, references, eps_m: float = 1e-3) -> dict[str, float]:
         """Pad the variable-length sequences into one batch with a frame mask, then score it."""
-        if len(predictions) == 0:
-            raise ValueError("`predictions` is empty: add at least one (T, 21, 3) sequence.")
-        preds = [np.asarray(p, dtype=np.float64) for p in predictions]
-        refs = [np.asarray(r, dtype=np.float64) for r in references]
-        for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
-            if p.ndim != 3 or p.shape[0] == 0 or p.shape[1:] != (21, 3):
-                raise ValueError(f"predictions[{i}] must have shape (T >= 1, 21, 3), got {p.shape}.")
-            if r.shape != p.shape:
-                raise ValueError(f"references[{i}] must have the shape of predictions[{i}] {p.shape}, got {r.shape}.")
-        batch, max_len = len(preds), max(p.shape[0] for p in preds)
-        pred_joints = torch.zeros(batch, max_len, 21, 3, dtype=torch.float64)
-        target_joints = torch.zeros_like(pred_joints)
-        mask = torch.zeros(batch, max_len, dtype=torch.bool)
-        for i, (p, r) in enumerate(zip(preds, refs, strict=True)):
-            pred_joints[i, : p.shape[0]] = torch.from_numpy(p)
-            target_joints[i, : r.shape[0]] = torch.from_numpy(r)
-            mask[i, : p.shape[0]] = True
+        pred_joints, target_joints, mask = pad_sequences(predictions, references)
         return hand_motion_metrics(pred_joints, target_joints, mask, eps_m=eps_m)
