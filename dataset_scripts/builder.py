@@ -41,6 +41,7 @@ from typing import Any, BinaryIO, Literal
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from PIL import Image
@@ -56,6 +57,7 @@ from dataset_scripts.schema import (
     validate_row,
 )
 from dataset_scripts.sources.base import ClipSource
+from modeling_jala.hand_jala import D162_DIM
 from modeling_jala.ssl_features_jala import TOKEN_SELECTIONS, encode_ssl_frames
 
 logger = logging.getLogger(__name__)
@@ -356,6 +358,29 @@ def _check_hook_columns(row: Mapping[str, Any], ssl_shape: tuple[int, int] | Non
 # ------------------------------------------------------------------------------------------------------------
 
 
+def _encode_rows(rows: Sequence[Mapping[str, Any]], features: datasets.Features) -> pa.Table:
+    """Rows -> an arrow table with exactly `features.arrow_schema` (the shards' own metadata).
+
+    Nested-list array columns (`motion`) are encoded through their `Array3D` twin, which turns numpy arrays into
+    arrow ~2x faster than nested lists do; the storage is identical, so the result is only relabelled."""
+    encoding = datasets.Features(
+        {
+            name: datasets.Array3D(shape=(None, 2, D162_DIM), dtype="float32") if name == "motion" else feature
+            for name, feature in features.items()
+        }
+    )
+    table = datasets.Dataset.from_list(list(rows), features=encoding).data.table
+    # `from_list` keeps the first row's key order; the writer's schema is the features' order.
+    columns = [table.column(name) for name in features]
+    columns = [
+        pa.chunked_array([chunk.storage for chunk in column.chunks], type=column.type.storage_type)
+        if isinstance(column.type, pa.ExtensionType) and name == "motion"
+        else column
+        for name, column in zip(features, columns, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=features.arrow_schema)
+
+
 @dataclasses.dataclass
 class ShardRecord:
     path: str
@@ -424,10 +449,7 @@ class _ShardWriter:
                 write_statistics=[name for name in STATISTICS_COLUMNS if name in self.features],
                 column_encoding={MOTION_LEAF: "BYTE_STREAM_SPLIT"},
             )
-        table = datasets.Dataset.from_list(self.pending, features=self.features).data.table
-        # `from_list` keeps the first row's key order; the writer's schema is the features' order.
-        table = table.select(list(self.features))
-        self._writer.write_table(table, row_group_size=len(self.pending))
+        self._writer.write_table(_encode_rows(self.pending, self.features), row_group_size=len(self.pending))
         self._rows += len(self.pending)
         self._groups += 1
         self.pending, self.pending_bytes = [], 0

@@ -239,13 +239,14 @@ def card_configs(stats: RepoStats) -> list[dict[str, Any]]:
 
 
 def card_features(features: datasets.Features) -> datasets.Features:
-    """The features the card declares: the shards' own, except nullable arrays declared as nested lists.
+    """The features the card declares: the shards' own, with nullable arrays as nested lists.
 
     Why: datasets 5.2 decodes a null row of a dynamic-first-dimension `Array3D` as `nan` when streaming and
     crashes (`'float' object has no attribute 'tolist'`) when reading batches of a loaded dataset, so an unlabelled
     clip's `motion` would not come back as None. Nested lists have the same arrow storage (no cast, no copy) and
-    keep nulls; `with_format("numpy")` still returns (T, 2, 162) float32 arrays. The shards keep `Array3D` in their
-    own metadata, which `UniHandStream` reads with nulls handled.
+    keep nulls; `with_format("numpy")` still returns (T, 2, 162) float32 arrays. Shards written now already carry
+    nested lists in their own metadata (`schema.unihand_features`); shards of older builds carry `Array3D`, which
+    this maps, so their card agrees with the new one.
     """
     declared = {}
     for name, feature in features.items():
@@ -362,9 +363,10 @@ def render_card(repo_dir: str | os.PathLike, stats: RepoStats | None = None) -> 
         "(the last clamped to T - 1). MANO-D162 per frame and hand: [0:90] 15 finger joints x rot6d, [90:96] wrist "
         "rot6d, [96:99] wrist translation, [99:162] 21 joints x xyz (MediaPipe order).",
         "",
-        "`motion` is declared below as nested float32 lists rather than `Array3D`: datasets 5.2 turns a null "
-        "`Array3D` row (an unlabelled clip) into NaN or fails on it, nested lists keep it None. "
-        '`.with_format("numpy")` returns (T, 2, 162) float32 arrays; the shards themselves carry `Array3D`.',
+        "`motion` is declared as nested float32 lists rather than `Array3D`, here and in every shard's own "
+        "parquet metadata: datasets 5.2 turns a null `Array3D` row (an unlabelled clip) into NaN or fails on it, "
+        "nested lists keep it None, also when a shard is read on its own without this card. "
+        '`.with_format("numpy")` returns (T, 2, 162) float32 arrays.',
         "",
         "## Precomputed columns",
         "",

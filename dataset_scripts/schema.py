@@ -62,8 +62,22 @@ OPTIONAL_COLUMN_DOCS: dict[str, str] = {
 }
 
 
+def nullable_array(dtype: str, rank: int) -> datasets.List:
+    """`rank` nested lists of `dtype`: how a column with null rows is declared (see `unihand_features`)."""
+    feature: Any = datasets.Value(dtype)
+    for _ in range(rank):
+        feature = datasets.List(feature)
+    return feature
+
+
 def unihand_features(ssl_feature_shape: tuple[int, int] | None = None, with_motion_tokens: bool = False):
-    """`datasets.Features` of a build; optional columns are part of the schema only when the build has them."""
+    """`datasets.Features` of a build; optional columns are part of the schema only when the build has them.
+
+    `motion` is null in unlabelled rows, so it is declared as nested float32 lists, not `Array3D`: datasets 5.2
+    reads a null `Array3D` row as NaN (streaming) or fails on it (batches), nested lists keep it None. The arrow
+    storage is the same either way. These are the features the shards carry in their own metadata and the card
+    declares, so a shard read alone (plain pyarrow / `datasets`, no card) gives the same rows as the repo.
+    """
     features = {
         "id": datasets.Value("string"),
         "source": datasets.Value("string"),
@@ -79,7 +93,7 @@ def unihand_features(ssl_feature_shape: tuple[int, int] | None = None, with_moti
         "first_frame": datasets.Image(),
         "boundary_frames": datasets.Sequence(datasets.Image()),
         "camera_intrinsics": datasets.Sequence(datasets.Value("float32"), length=4),
-        "motion": datasets.Array3D(shape=(None, 2, D162_DIM), dtype="float32"),
+        "motion": nullable_array("float32", 3),  # (T, 2, D162_DIM), null when unlabelled
         "scene": datasets.Value("string"),
     }
     if ssl_feature_shape is not None:

@@ -93,16 +93,49 @@ def _array_column(array: pa.Array, inner_shape: tuple[int, ...]) -> list[np.ndar
     ]
 
 
+def _regular_inner_shape(array: pa.Array, rank: int) -> tuple[int, ...] | None:
+    """The inner shape of a column of `rank`-deep nested numeric lists whose inner lists all have one length per
+    level (e.g. `motion`: every frame is (2, 162)), or None when they do not (then it is read as Python lists)."""
+    offsets = array.offsets.to_numpy()
+    values, shape = array.values, []
+    for _ in range(rank - 1):
+        if not pa.types.is_list(values.type):
+            return None
+        used = values.offsets.to_numpy()[offsets[0] : offsets[-1] + 1]
+        lengths = np.unique(np.diff(used))
+        if len(lengths) != 1:
+            return None
+        shape.append(int(lengths[0]))
+        offsets, values = used, values.values
+    return tuple(shape)
+
+
+def _list_rank(feature: Any) -> int:
+    """How many `datasets.List` levels wrap a numeric `Value` (0 for anything else)."""
+    rank = 0
+    while isinstance(feature, datasets.List):
+        feature, rank = feature.feature, rank + 1
+    numeric = isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string", "binary")
+    return rank if numeric else 0
+
+
 def table_to_rows(table: pa.Table, features: datasets.Features | None = None) -> list[dict[str, Any]]:
-    """Rows of a UniHand-Mix table as dicts: arrays as numpy, images as `{"bytes", "path"}` (still encoded)."""
+    """Rows of a UniHand-Mix table as dicts: arrays as numpy, images as `{"bytes", "path"}` (still encoded).
+
+    Array columns come back as numpy whether the shard declares them as `Array3D` (builds before nested-list
+    metadata) or as nested lists (`motion` now); a null row stays None."""
     features = features or datasets.Features.from_arrow_schema(table.schema)
     columns: dict[str, list[Any]] = {}
     for name in table.column_names:
         chunked = table.column(name)
         array = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
         feature = features.get(name)
+        rank = _list_rank(feature)
+        inner_shape = _regular_inner_shape(array, rank) if rank >= 2 and len(array) else None
         if isinstance(feature, datasets.Array2D | datasets.Array3D | datasets.Array4D | datasets.Array5D):
             columns[name] = _array_column(array, tuple(feature.shape[1:]))
+        elif inner_shape is not None:
+            columns[name] = _array_column(array, inner_shape)
         else:
             columns[name] = array.to_pylist()
     return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
