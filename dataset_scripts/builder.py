@@ -14,9 +14,12 @@ Why it is shaped like this:
   written under a hidden temporary name and renamed once their parquet footer is on disk, the rows of the open
   shard before the bad row are flushed, and the card is written for what exists.
 * Shards are split by domain and split so that the card's configs are plain globs (`data/lab/train-*`) and a
-  lab-only or wild-only run never opens the other domain's files. They roll over at a target size (~256 MB by
-  default: large enough for few files at the paper's scale, small enough for streaming), row groups are small
-  (<= 128 rows / 64 MB) because they are the unit of streaming reads and shuffling.
+  lab-only or wild-only run never opens the other domain's files. Each (domain, split) is dealt row by row into
+  `shards_per_split` (8) parallel shards, so even a small build splits across ranks and DataLoader workers with
+  both domains on each (the card lists `all/train` in an order that keeps that for `split_dataset_by_node`, see
+  `card.interleaved_train_files`). They roll over at a target size (~256 MB by default: large enough for few
+  files at the paper's scale, small enough for streaming), row groups are small (<= 128 rows / 64 MB per split)
+  because they are the unit of streaming reads and shuffling.
 * The `datasets` features are embedded in each file's parquet schema metadata, so `load_dataset` decodes images
   and arrays with no other information.
 * Optional hooks add columns that would otherwise be recomputed every epoch: `ssl_features` from a frozen SSL
@@ -65,6 +68,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SHARD_BYTES = 256 * 2**20
 DEFAULT_ROW_GROUP_ROWS = 128
 DEFAULT_ROW_GROUP_BYTES = 64 * 2**20
+#: Parallel shards per (domain, split): divisible by 2, 4 and 8 ranks (or ranks x DataLoader workers).
+DEFAULT_SHARDS_PER_SPLIT = 8
 FOOTER_ALLOWANCE = 32 * 2**10
 #: Columns with parquet min/max statistics (cheap filters such as `labelled` or `source` in pyarrow / DuckDB).
 STATISTICS_COLUMNS = (
@@ -391,8 +396,29 @@ class ShardRecord:
     row_groups: int
 
 
+@dataclasses.dataclass
+class _Lane:
+    """One of the parallel shards of a (domain, split): its pending row group and its open file."""
+
+    pending: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pending_bytes: int = 0
+    file: BinaryIO | None = None
+    writer: pq.ParquetWriter | None = None
+    temp_path: Path | None = None
+    rows: int = 0
+    groups: int = 0
+
+
 class _ShardWriter:
-    """Rows of one (domain, split) -> rolling parquet shards, each valid on its own once closed."""
+    """Rows of one (domain, split) dealt round-robin over `lanes` parallel parquet shards, each valid on its own
+    once closed.
+
+    Why lanes: a shard is the unit `datasets.distributed.split_dataset_by_node` and DataLoader workers hand out, so
+    a split written as one file (any build under the target size, e.g. the quickstart) gives all of a domain to
+    one rank. Dealing rows over `lanes` files keeps every domain in `lanes` shards of equal row counts from the
+    first row on; the lanes roll over together (a generation) when one would pass `shard_bytes`, so the count
+    stays a multiple of `lanes`. Final indices are given at close, in lane order, so names stay consecutive.
+    """
 
     def __init__(
         self,
@@ -403,80 +429,96 @@ class _ShardWriter:
         shard_bytes: int,
         row_group_rows: int,
         row_group_bytes: int,
+        lanes: int = 1,
     ) -> None:
         self.root, self.domain, self.split, self.features = root, domain, split, features
-        self.shard_bytes, self.row_group_rows, self.row_group_bytes = shard_bytes, row_group_rows, row_group_bytes
-        self.pending: list[dict[str, Any]] = []
-        self.pending_bytes = 0
+        self.shard_bytes, self.row_group_rows = shard_bytes, row_group_rows
+        # `row_group_bytes` is the memory budget of the (domain, split): every lane buffers its own row group.
+        self.row_group_bytes = max(1, min(row_group_bytes // lanes, shard_bytes // 4))
+        self.lanes = [_Lane() for _ in range(lanes)]
+        self.dealt = 0
+        self.generation = 0
         self.index = 0
         self.shards: list[ShardRecord] = []
-        self._file: BinaryIO | None = None
-        self._writer: pq.ParquetWriter | None = None
-        self._rows = self._groups = 0
 
     def add(self, row: dict[str, Any], nbytes: int) -> None:
-        self.pending.append(row)
-        self.pending_bytes += nbytes
-        if len(self.pending) >= self.row_group_rows or self.pending_bytes >= self.row_group_bytes:
-            self.flush()
+        lane = self.lanes[self.dealt % len(self.lanes)]
+        self.dealt += 1
+        lane.pending.append(row)
+        lane.pending_bytes += nbytes
+        if len(lane.pending) >= self.row_group_rows or lane.pending_bytes >= self.row_group_bytes:
+            self._flush_lane(lane)
 
-    def _final_path(self) -> Path:
-        return self.root / shard_path(self.domain, self.split, self.index)
-
-    def _temp_path(self) -> Path:
-        final = self._final_path()
-        return final.with_name(f".{final.name}.incomplete")
-
-    def flush(self) -> None:
-        """Write pending rows as one row group; start a new shard first if they would overflow this one."""
-        if not self.pending:
+    def _flush_lane(self, lane: _Lane) -> None:
+        """Write a lane's pending rows as one row group; roll the generation over first if they would overflow
+        its file (the other lanes' pending rows then go to the next generation's files)."""
+        if not lane.pending:
             return
-        projected = self.pending_bytes * 1.1 + FOOTER_ALLOWANCE  # parquet levels and footer add ~5-15 %
-        if self._file is not None and self._file.tell() + projected > self.shard_bytes:
-            self.close_shard()
-        if self._file is None:
-            self._final_path().parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self._temp_path(), "wb")  # noqa: SIM115 - closed in close_shard
+        projected = lane.pending_bytes * 1.1 + FOOTER_ALLOWANCE  # parquet levels and footer add ~5-15 %
+        if lane.file is not None and lane.file.tell() + projected > self.shard_bytes:
+            self.close_generation()
+        if lane.file is None:
+            position = self.lanes.index(lane)
+            lane.temp_path = (
+                self.root
+                / DATA_DIR
+                / self.domain
+                / (f".{self.split}-{self.generation:05d}-{position:03d}.parquet.incomplete")
+            )
+            lane.temp_path.parent.mkdir(parents=True, exist_ok=True)
+            lane.file = open(lane.temp_path, "wb")  # noqa: SIM115 - closed in close_generation
             # Measured on 1 MB rows (see benchmarks/unihand_streaming_speed.py): dictionary pages on the float and
             # image columns made reads 4x slower, byte-stream-split float32 motion reads ~2x faster and compresses
             # better; min/max statistics of JPEG bytes and motion lists are useless and cost ~15 % of the file.
             # (float16 ssl_features stay PLAIN: byte-stream-split on float16 needs Arrow >= 16 to read.)
-            self._writer = pq.ParquetWriter(
-                self._file,
+            lane.writer = pq.ParquetWriter(
+                lane.file,
                 self.features.arrow_schema,
                 compression="zstd",
                 use_dictionary=[name for name in DICTIONARY_COLUMNS if name in self.features],
                 write_statistics=[name for name in STATISTICS_COLUMNS if name in self.features],
                 column_encoding={MOTION_LEAF: "BYTE_STREAM_SPLIT"},
             )
-        self._writer.write_table(_encode_rows(self.pending, self.features), row_group_size=len(self.pending))
-        self._rows += len(self.pending)
-        self._groups += 1
-        self.pending, self.pending_bytes = [], 0
+        assert lane.writer is not None
+        lane.writer.write_table(_encode_rows(lane.pending, self.features), row_group_size=len(lane.pending))
+        lane.rows += len(lane.pending)
+        lane.groups += 1
+        lane.pending, lane.pending_bytes = [], 0
 
-    def close_shard(self) -> None:
-        if self._writer is None or self._file is None:
-            return
-        self._writer.close()
-        self._file.close()
-        final = self._final_path()
-        os.replace(self._temp_path(), final)
-        record = ShardRecord(
-            final.relative_to(self.root).as_posix(),
-            self.domain,
-            self.split,
-            self._rows,
-            final.stat().st_size,
-            self._groups,
-        )
-        self.shards.append(record)
-        logger.debug("wrote %s (%d rows, %.1f MB)", record.path, record.rows, record.bytes / 2**20)
-        self._writer, self._file, self._rows, self._groups = None, None, 0, 0
-        self.index += 1
+    def close_generation(self) -> None:
+        """Close every lane's open file under its final, consecutive shard name."""
+        for lane in self.lanes:
+            if lane.writer is None or lane.file is None or lane.temp_path is None:
+                continue
+            lane.writer.close()
+            lane.file.close()
+            final = self.root / shard_path(self.domain, self.split, self.index)
+            os.replace(lane.temp_path, final)
+            record = ShardRecord(
+                final.relative_to(self.root).as_posix(),
+                self.domain,
+                self.split,
+                lane.rows,
+                final.stat().st_size,
+                lane.groups,
+            )
+            self.shards.append(record)
+            logger.debug("wrote %s (%d rows, %.1f MB)", record.path, record.rows, record.bytes / 2**20)
+            lane.writer, lane.file, lane.temp_path, lane.rows, lane.groups = None, None, None, 0, 0
+            self.index += 1
+        self.generation += 1
 
     def close(self) -> None:
-        self.flush()
-        self.close_shard()
+        """Write every lane's last rows and close. If any of them would overflow its file, the generation rolls
+        over first, so the last rows of all lanes land in one new generation rather than splitting it."""
+        for lane in self.lanes:
+            projected = lane.pending_bytes * 1.1 + FOOTER_ALLOWANCE
+            if lane.pending and lane.file is not None and lane.file.tell() + projected > self.shard_bytes:
+                self.close_generation()
+                break
+        for lane in self.lanes:
+            self._flush_lane(lane)
+        self.close_generation()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -512,6 +554,10 @@ class UniHandBuilder:
         ssl_hook / token_hook: optional `SslFeatureHook` / `MotionTokenHook` adding precomputed columns.
         hook_batch_rows: rows per hook call (encoders are faster on batches).
         row_group_rows / row_group_bytes: row-group limits; a row group is the unit of streaming reads.
+            `row_group_bytes` is shared by a (domain, split)'s parallel shards (each buffers a row group).
+        shards_per_split: parallel shards every (domain, split) is dealt into, row by row (see `_ShardWriter`);
+            a domain's shard count is a multiple of it. 8 lets `split_dataset_by_node` and DataLoader workers give
+            every one of 2, 4 or 8 ranks (x workers) shards of both domains; 1 writes one shard until it is full.
         preview: render `preview.png` (lab vs wild contact sheet) and link it from the card.
         progress: show a tqdm bar per source.
     """
@@ -527,6 +573,7 @@ class UniHandBuilder:
         hook_batch_rows: int = 16,
         row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
         row_group_bytes: int | str = DEFAULT_ROW_GROUP_BYTES,
+        shards_per_split: int = DEFAULT_SHARDS_PER_SPLIT,
         overwrite: bool = False,
         preview: bool = True,
         progress: bool = True,
@@ -535,8 +582,11 @@ class UniHandBuilder:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}.")
         self.output_dir = Path(output_dir)
         self.shard_bytes = parse_size(shard_bytes)
-        self.row_group_bytes = min(parse_size(row_group_bytes), max(1, self.shard_bytes // 4))
+        self.row_group_bytes = parse_size(row_group_bytes)
         self.row_group_rows = row_group_rows
+        if not isinstance(shards_per_split, int) or shards_per_split < 1:
+            raise ValueError(f"shards_per_split must be a positive integer, got {shards_per_split!r}.")
+        self.shards_per_split = shards_per_split
         self.on_error, self.ssl_hook, self.token_hook = on_error, ssl_hook, token_hook
         self.hook_batch_rows = hook_batch_rows if (ssl_hook or token_hook) else 1
         self.overwrite, self.preview, self.progress = overwrite, preview, progress
@@ -551,7 +601,7 @@ class UniHandBuilder:
             )
         if existing:
             shutil.rmtree(self.output_dir / DATA_DIR)
-            for name in ("README.md", BUILD_INFO_FILE, "preview.png"):
+            for name in ("README.md", BUILD_INFO_FILE, "preview.png", "LICENSE.md"):
                 (self.output_dir / name).unlink(missing_ok=True)
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -624,6 +674,7 @@ class UniHandBuilder:
                     self.shard_bytes,
                     self.row_group_rows,
                     self.row_group_bytes,
+                    self.shards_per_split,
                 )
             self._writers[key].add(row, _row_nbytes(row))
             self.report.rows_written[key] += 1
@@ -727,6 +778,7 @@ class UniHandBuilder:
             ],
             "shard_bytes_target": self.shard_bytes,
             "row_group_rows": self.row_group_rows,
+            "shards_per_split": self.shards_per_split,
             "on_error": self.on_error,
             "features": self.features.to_dict() if self.features is not None else None,
             "ssl_encoder": self.ssl_hook.describe() if self.ssl_hook else None,

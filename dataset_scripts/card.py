@@ -25,7 +25,13 @@ import yaml
 from huggingface_hub import DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from dataset_scripts.builder import BUILD_INFO_FILE, DATA_DIR, ShardRecord, read_build_info
+from dataset_scripts.builder import (
+    BUILD_INFO_FILE,
+    DATA_DIR,
+    DEFAULT_SHARDS_PER_SPLIT,
+    ShardRecord,
+    read_build_info,
+)
 from dataset_scripts.schema import COLUMN_DOCS, DOMAINS, OPTIONAL_COLUMN_DOCS, SPLITS, boundary_frame_indices
 from dataset_scripts.streaming import decode_image, read_features, table_to_rows
 from modeling_jala.hand_jala import JOINTS_XYZ, hand_skeleton_edges
@@ -34,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 CONFIG_DOMAINS: dict[str, tuple[str, ...]] = {"lab": ("lab",), "wild": ("wild",), "all": DOMAINS}
 PREVIEW_FILE = "preview.png"
+LICENSE_FILE = "LICENSE.md"
+LICENSE_NAME = "unihand-mix-per-source"
+#: Sources whose clips this project's code generates (Apache-2.0, like the code); any other source is third-party.
+PROCEDURAL_SOURCES = ("synthetic", "fixture")
 #: Columns that are null in some rows (unlabelled clips have no motion).
 NULLABLE_ARRAY_COLUMNS = ("motion",)
 _STAT_COLUMNS = ["source", "domain", "task_type", "labelled", "label_source", "num_frames", "fps"]
@@ -54,6 +64,8 @@ class RepoStats:
     rows: Counter
     seconds: Counter
     columns: list[str]
+    #: Uncompressed parquet bytes per shard path (about the Arrow size `datasets` reports as `num_bytes`).
+    uncompressed_bytes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     KEYS = ("domain", "split", "source", "task_type", "label_source", "labelled")
 
@@ -129,6 +141,7 @@ def collect_stats(repo_dir: str | os.PathLike) -> RepoStats:
     seconds: Counter = Counter()
     shards: list[ShardRecord] = []
     columns: list[str] = []
+    uncompressed: dict[str, int] = {}
     for path in shard_files(repo):
         domain, split = path.parent.name, path.name.rsplit("-", 1)[0]
         parquet = pq.ParquetFile(path)
@@ -143,6 +156,9 @@ def collect_stats(repo_dir: str | os.PathLike) -> RepoStats:
                 parquet.metadata.num_row_groups,
             )
         )
+        uncompressed[shards[-1].path] = sum(
+            parquet.metadata.row_group(group).total_byte_size for group in range(parquet.metadata.num_row_groups)
+        )
         table = parquet.read(columns=_STAT_COLUMNS).to_pydict()
         for source, row_domain, task, labelled, label_source, frames, fps in zip(
             *(table[name] for name in _STAT_COLUMNS), strict=True
@@ -150,7 +166,7 @@ def collect_stats(repo_dir: str | os.PathLike) -> RepoStats:
             key = (row_domain, split, source, task, label_source, bool(labelled))
             rows[key] += 1
             seconds[key] += frames / fps
-    return RepoStats(repo, shards, rows, seconds, columns)
+    return RepoStats(repo, shards, rows, seconds, columns, uncompressed)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -221,21 +237,119 @@ def stats_tables(stats: RepoStats, markdown: bool = False) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def card_configs(stats: RepoStats) -> list[dict[str, Any]]:
-    """YAML `configs:` entries for the (config, split) pairs that have shards; `all` is the default."""
+def _shard_index(shard: ShardRecord) -> int:
+    return int(shard.path.rsplit("-", 1)[1].split(".")[0])
+
+
+def interleaved_train_files(shards: Sequence[ShardRecord], bundles: int = DEFAULT_SHARDS_PER_SPLIT) -> list[str]:
+    """The shards of a split holding several domains, in an order that `split_dataset_by_node` splits with every
+    domain on every rank.
+
+    Why: a glob lists `data/lab/...` before `data/wild/...`. A map-style dataset is split into contiguous row
+    ranges (rank 0 would get only lab clips) and a streaming one hands out shards round-robin. So each domain's
+    shards are cut into `bundles` runs of equal row counts (the builder deals rows over that many parallel shards,
+    so one run per generation), bundle b takes run b of every domain, and the bundles are concatenated: each of
+    `bundles` contiguous row ranges holds every domain in its share. Inside a bundle the domains' shards are
+    rotated so that across bundles every domain sits at every position modulo `bundles`, which is what
+    round-robin over 2, 4 or 8 ranks (x DataLoader workers) picks from. A shuffled stream permutes shards first
+    and loses this; `UniHandStream` / `hf_streaming_mixture` split per domain instead.
+    """
+    by_domain: dict[str, list[ShardRecord]] = {}
+    for shard in sorted(shards, key=lambda record: (record.domain, _shard_index(record))):
+        by_domain.setdefault(shard.domain, []).append(shard)
+    # bundle -> (position of the shard's middle row in its domain, domain, path)
+    contents: list[list[tuple[float, str, str]]] = [[] for _ in range(bundles)]
+    for domain, domain_shards in sorted(by_domain.items()):
+        total = sum(shard.rows for shard in domain_shards) or 1
+        before = 0
+        for shard in domain_shards:
+            middle = (before + shard.rows / 2) / total
+            contents[min(bundles - 1, int(middle * bundles))].append((middle, domain, shard.path))
+            before += shard.rows
+    order: list[tuple[str, str]] = []  # (domain, path)
+    covered: set[tuple[str, int]] = set()  # (domain, position modulo bundles) already taken
+    for content in contents:
+        base = [(domain, path) for _, domain, path in sorted(content)]
+        rotations = [base[shift:] + base[:shift] for shift in range(len(base))]
+        slots = [{(domain, (len(order) + i) % bundles) for i, (domain, _) in enumerate(r)} for r in rotations]
+        best = max(range(len(rotations)), key=lambda shift: (len(slots[shift] - covered), -shift), default=None)
+        if best is not None:
+            order += rotations[best]
+            covered |= slots[best]
+    return [path for _, path in order]
+
+
+def card_configs(stats: RepoStats, bundles: int = DEFAULT_SHARDS_PER_SPLIT) -> list[dict[str, Any]]:
+    """YAML `configs:` entries for the (config, split) pairs that have shards; `all` is the default.
+
+    Single-domain splits are globs; a split holding several domains (`all/train`) lists its shards in
+    `interleaved_train_files` order, so that it splits across ranks with every domain on each."""
     configs = []
     for config, domains in CONFIG_DOMAINS.items():
         data_files = []
         for split in SPLITS:
-            if any(s.domain in domains and s.split == split for s in stats.shards):
-                folder = domains[0] if len(domains) == 1 else "*"
-                data_files.append({"split": split, "path": f"{DATA_DIR}/{folder}/{split}-*.parquet"})
+            shards = [s for s in stats.shards if s.domain in domains and s.split == split]
+            if not shards:
+                continue
+            if len({shard.domain for shard in shards}) > 1:
+                data_files.append({"split": split, "path": interleaved_train_files(shards, bundles)})
+            else:
+                data_files.append({"split": split, "path": f"{DATA_DIR}/{shards[0].domain}/{split}-*.parquet"})
         if data_files:
             entry: dict[str, Any] = {"config_name": config, "data_files": data_files}
             if config == "all":
                 entry["default"] = True
             configs.append(entry)
     return configs
+
+
+def data_file_paths(data_file: dict[str, Any]) -> list[str]:
+    """The path patterns of a card `data_files` entry (one glob, or a list of files)."""
+    path = data_file["path"]
+    return list(path) if isinstance(path, list) else [path]
+
+
+def card_license(stats: RepoStats) -> dict[str, str]:
+    """The licence fields of the card: Apache-2.0 when every clip is procedural (this project's code made it),
+    else `other` with the `license_name` / `license_link` the Hub requires for it, pointing at LICENSE.md."""
+    sources = {key[2] for key in stats.rows}
+    if sources and sources <= set(PROCEDURAL_SOURCES):
+        return {"license": "apache-2.0"}
+    return {"license": "other", "license_name": LICENSE_NAME, "license_link": LICENSE_FILE}
+
+
+def render_license(stats: RepoStats) -> str:
+    """LICENSE.md for a build with third-party or unknown sources: the terms that apply, source by source."""
+    lines = [
+        "# UniHand-Mix build: licence terms by source",
+        "",
+        "This repository mixes clips from several sources; each clip keeps the terms of its `source` column:",
+        "",
+    ]
+    for source in sorted({key[2] for key in stats.rows}):
+        if source in PROCEDURAL_SOURCES:
+            terms = (
+                "generated by the JALA open implementation's code and released with it under Apache-2.0 (labels "
+                "come from this project's open MANO-like skeleton; no MANO model files are used)."
+            )
+        elif source == "video":
+            terms = (
+                "frames of third-party footage: each clip keeps the licence of its source video (see the source "
+                "list of the ingested folder, e.g. its SOURCES.md); the pseudo-labels are derived data."
+            )
+        else:
+            terms = (
+                "converted from an external dataset: that dataset's own licence applies (most public hand "
+                "datasets are for research only). Check it before redistributing this build."
+            )
+        lines.append(f"- `{source}`: {terms}")
+    lines += [
+        "",
+        "Redistribute a build only if every source it contains allows it; filter rows by `source` to drop the "
+        "ones that do not.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def card_features(features: datasets.Features) -> datasets.Features:
@@ -256,13 +370,29 @@ def card_features(features: datasets.Features) -> datasets.Features:
     return datasets.Features(declared)
 
 
-def _front_matter(stats: RepoStats, features: datasets.Features | None) -> str:
-    configs = card_configs(stats)
+def _split_infos(stats: RepoStats, domains: Sequence[str]) -> tuple[datasets.SplitDict, int, int]:
+    """Split sizes of a config (what non-streaming `load_dataset` checks the rows it read against), its download
+    size (parquet bytes) and dataset size (uncompressed bytes)."""
+    splits = datasets.SplitDict()
+    download = dataset_size = 0
+    for split in SPLITS:
+        shards = [shard for shard in stats.shards if shard.domain in domains and shard.split == split]
+        if not shards:
+            continue
+        num_bytes = sum(stats.uncompressed_bytes.get(shard.path, shard.bytes) for shard in shards)
+        splits.add(datasets.SplitInfo(name=split, num_bytes=num_bytes, num_examples=sum(s.rows for s in shards)))
+        download += _sum_bytes(shards)
+        dataset_size += num_bytes
+    return splits, download, dataset_size
+
+
+def _front_matter(stats: RepoStats, features: datasets.Features | None, bundles: int) -> str:
+    configs = card_configs(stats, bundles)
     size = stats.total_rows
     size_category = "n<1K" if size < 1e3 else "1K<n<10K" if size < 1e4 else "10K<n<100K" if size < 1e5 else "100K<n<1M"
     card_data = DatasetCardData(
         pretty_name="UniHand-Mix (JALA open implementation)",
-        license="other",
+        **card_license(stats),
         task_categories=["robotics"],
         tags=["hand-motion", "mano", "egocentric", "vision-language-action", "jala"],
         size_categories=[size_category],
@@ -270,10 +400,17 @@ def _front_matter(stats: RepoStats, features: datasets.Features | None) -> str:
     )
     if features is not None:
         features = card_features(features)
-        infos = datasets.info.DatasetInfosDict(
-            {c["config_name"]: datasets.DatasetInfo(features=features, config_name=c["config_name"]) for c in configs}
-        )
-        infos.to_dataset_card_data(card_data)
+        infos = {}
+        for entry in configs:
+            splits, download, dataset_size = _split_infos(stats, CONFIG_DOMAINS[entry["config_name"]])
+            infos[entry["config_name"]] = datasets.DatasetInfo(
+                features=features,
+                config_name=entry["config_name"],
+                splits=splits,
+                download_size=download,
+                dataset_size=dataset_size,
+            )
+        datasets.info.DatasetInfosDict(infos).to_dataset_card_data(card_data)
     return card_data.to_yaml()
 
 
@@ -295,9 +432,10 @@ def render_card(repo_dir: str | os.PathLike, stats: RepoStats | None = None) -> 
     encoder, tokenizer = info.get("ssl_encoder"), info.get("motion_tokenizer")
     rejected = info.get("rejected", {})
     sources = sorted({key[2] for key in stats.rows})
+    bundles = int(info.get("shards_per_split") or DEFAULT_SHARDS_PER_SPLIT)
     lines = [
         "---",
-        _front_matter(stats, features).rstrip(),
+        _front_matter(stats, features, bundles).rstrip(),
         "---",
         "",
         "# UniHand-Mix (mini)",
@@ -332,6 +470,12 @@ def render_card(repo_dir: str | os.PathLike, stats: RepoStats | None = None) -> 
         "Shards: `data/{domain}/{split}-{index:05d}.parquet`. Configs: `lab` (splits train, test_lab), `wild` "
         "(train, test_wild), `all` (default, every split). `test_wild` holds wild scenes never seen in training, "
         "with exact labels, for Lab/Wild MPJPE as in the paper's Table 1.",
+        "",
+        f"Every domain and split is dealt row by row into {bundles} parallel shards of equal row counts (rolling "
+        f"over {bundles} at a time), and `all`'s train split lists its shards interleaved (not lab-then-wild), so "
+        "`datasets.distributed.split_dataset_by_node` gives each of 2, 4 or 8 ranks (and DataLoader workers) "
+        "clips of both domains, streaming or not. Shuffle a stream after splitting it, or use "
+        "`hf_streaming_mixture` / `UniHandStream`, which split each domain separately.",
         "",
         "## Contents",
         "",
@@ -425,9 +569,14 @@ def render_card(repo_dir: str | os.PathLike, stats: RepoStats | None = None) -> 
 
 
 def write_card(repo_dir: str | os.PathLike) -> Path:
-    """Write README.md for the repo as it is on disk; returns its path."""
-    path = Path(repo_dir) / "README.md"
-    path.write_text(render_card(repo_dir))
+    """Write README.md for the repo as it is on disk (and LICENSE.md where the card links to it); returns its
+    path."""
+    repo = Path(repo_dir)
+    stats = collect_stats(repo)
+    if card_license(stats).get("license_link") == LICENSE_FILE:
+        (repo / LICENSE_FILE).write_text(render_license(stats))
+    path = repo / "README.md"
+    path.write_text(render_card(repo, stats))
     return path
 
 
@@ -454,11 +603,19 @@ def check_repo(repo_dir: str | os.PathLike) -> list[str]:
     if shards and "all" not in configs:
         problems.append("configs: no `all` config; every shard must be reachable through it.")
     reached: set[str] = set()
+    if front.get("license") == "other" and not (front.get("license_name") and front.get("license_link")):
+        problems.append("license: other needs license_name and license_link; rewrite the card with write_card().")
+    link = front.get("license_link")
+    if link and "://" not in link and not (repo / link).exists():
+        problems.append(f"license_link {link} is not in the repo; rewrite the card with write_card().")
     for name, entry in configs.items():
         for data_file in entry.get("data_files", []):
-            matched = {p.relative_to(repo).as_posix() for p in repo.glob(data_file["path"])}
-            if not matched:
-                problems.append(f"config {name!r} split {data_file['split']!r}: {data_file['path']} matches no file.")
+            matched = set()
+            for pattern in data_file_paths(data_file):
+                found = {p.relative_to(repo).as_posix() for p in repo.glob(pattern)}
+                if not found:
+                    problems.append(f"config {name!r} split {data_file['split']!r}: {pattern} matches no file.")
+                matched |= found
             if data_file["split"] not in SPLITS:
                 problems.append(f"config {name!r}: split {data_file['split']!r} is not one of {SPLITS}.")
             if name == "all":

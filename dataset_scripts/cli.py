@@ -182,6 +182,7 @@ def _builder_options(args: argparse.Namespace) -> dict[str, Any]:
     token_hook = MotionTokenHook(args.motion_tokenizer) if args.motion_tokenizer else None
     return {
         "shard_bytes": args.shard_size,
+        "shards_per_split": args.shards_per_split,
         "on_error": args.on_error,
         "ssl_hook": ssl_hook,
         "token_hook": token_hook,
@@ -349,6 +350,12 @@ def cmd_preview(args: argparse.Namespace, sources: dict[str, type]) -> int:
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="repo directory to write")
     parser.add_argument("--shard-size", default="256MB", help="target shard size, e.g. 256MB, 500KB (default 256MB)")
+    parser.add_argument(
+        "--shards-per-split",
+        type=int,
+        default=8,
+        help="parallel shards per domain and split, so every rank / DataLoader worker reads both domains (default 8)",
+    )
     parser.add_argument(
         "--on-error", choices=("raise", "skip"), default="raise", help="stop at an invalid row, or log and skip it"
     )

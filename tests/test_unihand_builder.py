@@ -116,7 +116,8 @@ def test_card_configs_parse_and_point_at_existing_files(tiny_repo: Path) -> None
     assert {f["split"] for f in configs["wild"]["data_files"]} == {"train", "test_wild"}
     for entry in configs.values():
         for data_file in entry["data_files"]:
-            assert list(tiny_repo.glob(data_file["path"])), data_file
+            paths = data_file["path"] if isinstance(data_file["path"], list) else [data_file["path"]]
+            assert all(list(tiny_repo.glob(path)) for path in paths), data_file
     readme = (tiny_repo / "README.md").read_text()
     for column in COLUMN_DOCS:
         assert f"`{column}`" in readme, f"the card must document column {column}"
