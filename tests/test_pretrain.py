@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -115,10 +116,17 @@ def test_two_process_ddp_keeps_parameters_and_ema_identical(
 
 
 def test_resume_continues_the_same_loss_trajectory(pretrain_inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """Checkpoints go beside the Hub folder (`<output_dir>-checkpoints`, or `--checkpoint_dir`), never into it, and
+    `--resume_from_checkpoint last` continues from the newest one there exactly."""
     repo, tokenizer = pretrain_inputs
     full, resumed = tmp_path / "full", tmp_path / "resumed"
     run_pretrain(repo, tokenizer, full, "--max_steps=6", "--save_strategy=steps", "--save_steps=3")
-    reference = step_losses(full / "checkpoint-6")
+    checkpoints = tmp_path / "full-checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint-3", "checkpoint-6"]
+    assert not list(full.glob("checkpoint-*")) and (full / "model.safetensors").exists()
+    reference = step_losses(checkpoints / "checkpoint-6")
+    resume_from = tmp_path / "resume_from"  # a checkpoint folder holding only the step-3 checkpoint
+    shutil.copytree(checkpoints / "checkpoint-3", resume_from / "checkpoint-3")
     run_pretrain(
         repo,
         tokenizer,
@@ -126,12 +134,14 @@ def test_resume_continues_the_same_loss_trajectory(pretrain_inputs: tuple[Path, 
         "--max_steps=6",
         "--save_strategy=steps",
         "--save_steps=3",
-        f"--resume_from_checkpoint={full / 'checkpoint-3'}",
+        f"--checkpoint_dir={resume_from}",
+        "--resume_from_checkpoint=last",
     )
-    continued = step_losses(resumed / "checkpoint-6")
+    continued = step_losses(resume_from / "checkpoint-6")
     assert set(reference) == set(range(1, 7))
     for step in (4, 5, 6):
         assert continued[step] == pytest.approx(reference[step], rel=1e-5), (step, continued, reference)
+    assert not (tmp_path / "resumed-checkpoints").exists()
 
 
 def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None:
@@ -139,14 +149,14 @@ def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None
     from trainers.pretrain import parse_arguments
 
     base = ["--dataset=data", "--motion_tokenizer=tok", "--output_dir=out"]
-    _, _, tiny = parse_arguments([*base, "--structure=tiny"])
+    _, _, tiny, _ = parse_arguments([*base, "--structure=tiny"])
     assert tiny.learning_rate == TINY_TRAINING_DEFAULTS["learning_rate"] != 3e-5
     assert tiny.max_steps == TINY_TRAINING_DEFAULTS["max_steps"]
-    _, _, explicit = parse_arguments([*base, "--structure=tiny", "--learning_rate=2e-4", "--max_steps=7"])
+    _, _, explicit, _ = parse_arguments([*base, "--structure=tiny", "--learning_rate=2e-4", "--max_steps=7"])
     assert (explicit.learning_rate, explicit.max_steps) == (2e-4, 7)
-    _, _, paper = parse_arguments([*base, "--structure=paper"])
+    _, _, paper, _ = parse_arguments([*base, "--structure=paper"])
     assert paper.learning_rate == 3e-5  # the paper's structure keeps the paper's optimisation
-    _, _, pretrained = parse_arguments([*base, "--structure=tiny", "--model_name_or_path=some/jala"])
+    _, _, pretrained, _ = parse_arguments([*base, "--structure=tiny", "--model_name_or_path=some/jala"])
     assert pretrained.learning_rate == 3e-5
 
 

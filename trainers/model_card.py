@@ -1,24 +1,49 @@
-"""Model cards (README.md with Hub YAML metadata) for the folders the trainers write."""
+"""Model cards (README.md with Hub YAML metadata) for the folders the trainers write.
+
+Every card's metadata follows `huggingface_hub.ModelCardData`: `library_name`, `license`, `pipeline_tag`, `tags`,
+and where known `base_model` (the Hub model training started from) and `datasets` (Hub ids of the training data).
+Local folders never appear there, and recorded arguments reach a card with local paths reduced to folder names
+(`trainers.hub_folder`, docs/design.md §6).
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+from huggingface_hub import ModelCardData
 from transformers import PreTrainedModel
 
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 
 PAPER = "https://arxiv.org/abs/2602.21736"
+LICENSE = "apache-2.0"
 
 
-def _front_matter(tags: list[str], pipeline_tag: str | None = None) -> str:
-    """The card's Hub YAML metadata block (library, licence, pipeline, tags)."""
-    lines = ["---", "library_name: transformers", "license: apache-2.0"]
-    if pipeline_tag:
-        lines.append(f"pipeline_tag: {pipeline_tag}")
-    lines += ["tags:", *(f"- {tag}" for tag in ["jala", *tags]), "---"]
-    return "\n".join(lines) + "\n"
+def front_matter(
+    tags: list[str],
+    pipeline_tag: str | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+) -> str:
+    """The card's Hub YAML metadata block; `base_model` and `datasets` must be Hub ids (left out when unknown)."""
+    metadata = ModelCardData(
+        library_name="transformers",
+        license=LICENSE,
+        pipeline_tag=pipeline_tag,
+        tags=["jala", *tags],
+        base_model=base_model or None,
+        datasets=list(datasets) or None,
+    )
+    return f"---\n{metadata.to_yaml()}\n---\n"
+
+
+def _starting_point(name: str, base_model: str | None) -> str:
+    """How a card names where training started: a Hub link, or a local folder's name."""
+    if base_model and name == base_model:
+        return f"[`{name}`](https://huggingface.co/{name})"
+    return f"`{name}` (a local folder)" if name != "from_scratch" else "random weights (`--from_scratch`)"
 
 
 def _metric_rows(report: dict) -> str:
@@ -35,10 +60,13 @@ def _metric_rows(report: dict) -> str:
     return "\n".join(f"| {label} | {report[key]:.3f} |" for key, label in labels.items() if key in report)
 
 
-def write_tokenizer_card(output_dir: Path, config: JalaMotionTokenizerConfig, report: dict, args: dict) -> Path:
-    """README.md describing the tokenizer, how to load it, and what it measured on held-out clips."""
+def write_tokenizer_card(
+    output_dir: Path, config: JalaMotionTokenizerConfig, report: dict, args: dict, datasets: Sequence[str] = ()
+) -> Path:
+    """README.md describing the tokenizer, how to load it, and what it measured on held-out clips; `args` as
+    recorded (no local paths), `datasets` Hub ids."""
     card = (
-        _front_matter(["hand-motion", "motion-tokenizer", "vector-quantization", "mano"])
+        front_matter(["hand-motion", "motion-tokenizer", "vector-quantization", "mano"], datasets=datasets)
         + f"""
 # JALA motion tokenizer (part-level GRVQ)
 
@@ -85,9 +113,16 @@ lab data; the numbers above come from the data named below and are not directly 
 
 
 def write_jala_card(
-    output_dir: Path, config, history: list[dict], training_args: dict, results: dict | None = None
+    output_dir: Path,
+    config,
+    history: list[dict],
+    training_args: dict,
+    results: dict | None = None,
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
 ) -> Path:
-    """README.md of a pretrained JALA folder: what it is, how to load and use it, how it was trained."""
+    """README.md of a pretrained JALA folder: what it is, how to load and use it, how it was trained.
+    `training_args` as recorded (no local paths); `base_model` and `datasets` Hub ids for the metadata."""
     text = config.vlm_config.get_text_config()
     last = history[-1] if history else {}
     curve = "\n".join(
@@ -108,7 +143,7 @@ def write_jala_card(
             + "\n"
         )
     card = (
-        _front_matter(["vision-language-action", "hand-motion", "latent-actions"], "robotics")
+        front_matter(["vision-language-action", "hand-motion", "latent-actions"], "robotics", base_model, datasets)
         + f"""
 # JALA ({config.variant}) — Joint-Aligned Latent Action pretraining
 
@@ -149,13 +184,22 @@ Last logged step: {json.dumps(last)}
     return path
 
 
-def write_policy_card(output_dir: Path, model: PreTrainedModel, summary: dict, tasks: list[str]) -> Path:
-    """README.md of a post-trained policy folder: what it is, how to call it, what it was trained on."""
+def write_policy_card(
+    output_dir: Path,
+    model: PreTrainedModel,
+    summary: dict,
+    tasks: list[str],
+    base_model: str | None = None,
+    datasets: Sequence[str] = (),
+) -> Path:
+    """README.md of a post-trained policy folder: what it is, how to call it, what it was trained on. `summary` as
+    recorded (no local paths); `base_model` and `datasets` Hub ids for the metadata."""
     head = model.config.action_head_config
     text = model.config.vlm_config.get_text_config()
     task_list = "\n".join(f"- {task}" for task in tasks)
+    start = _starting_point(summary["start"], base_model)
     card = (
-        _front_matter(["vision-language-action", "flow-matching", "lerobot"], "robotics")
+        front_matter(["vision-language-action", "flow-matching", "lerobot"], "robotics", base_model, datasets)
         + f"""
 # JALA policy — flow-matching action head on JALA predictive embeddings
 
@@ -177,7 +221,7 @@ actions = policy.predict_action(image, "open the drawer", state)  # (1, {head.ch
 
 ## Training
 
-Post-trained from `{summary["start"]}` on `{summary["dataset"]}` ({summary["episodes"]} episodes,
+Post-trained from {start} on `{summary["dataset"]}` ({summary["episodes"]} episodes,
 {summary["frames"]} frames): {summary["steps"]} steps at global batch {summary["global_batch_size"]},
 {summary["wall_time_s"]:.0f} s. Instructions:
 

@@ -13,8 +13,10 @@ betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0. State/action norma
 dataset's meta/stats.json and are saved in the model. A word-level text tokenizer (the from-scratch tiny models')
 learns the robot data's new instruction words; real VLM tokenizers need nothing.
 
-The output folder is a Hub repo: config with auto_map, safetensors (normalisation buffers included), the modeling
-code, the processor, training_log.json and run_summary.json (demos, steps, wall time).
+The output folder is a Hub repo that `huggingface_hub.upload_folder` can publish as it is: config with auto_map,
+safetensors (normalisation buffers included), the modeling code, the processor, a card with Hub metadata,
+training_log.json and run_summary.json (demos, steps, wall time); no pickle and no local path. Checkpoints, when
+`--save_strategy` asks for them, go beside it to `--checkpoint_dir` (default `<output_dir>-checkpoints`).
 """
 
 from __future__ import annotations
@@ -38,10 +40,19 @@ from dataset_scripts.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
 from modeling_jala.configuration_jala import JalaConfig
 from modeling_jala.modeling_jala import JalaForActionPrediction
 from modeling_jala.processing_jala import JalaProcessor
+from trainers.hub_folder import hub_id, portable_reference
 from trainers.model_card import write_policy_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import words
-from trainers.training_common import PaperTrainingArguments, StrictResumeMixin, save_hub_folder
+from trainers.training_common import (
+    HubFolderArguments,
+    PaperTrainingArguments,
+    StrictResumeMixin,
+    finish_hub_folder,
+    recorded_arguments,
+    route_checkpoints,
+    save_hub_folder,
+)
 
 logger = logging.getLogger("jala.posttrain")
 
@@ -184,8 +195,9 @@ def build_model(
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = HfArgumentParser((ModelArguments, DataArguments, PosttrainTrainingArguments))
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    parser = HfArgumentParser((ModelArguments, DataArguments, PosttrainTrainingArguments, HubFolderArguments))
+    model_args, data_args, training_args, hub_args = parser.parse_args_into_dataclasses(args=argv)
+    folders = route_checkpoints(training_args, hub_args)
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     set_seed(training_args.seed)
     dataset = LeRobotV3Dataset(data_args.dataset)
@@ -219,13 +231,13 @@ def main(argv: list[str] | None = None) -> Path:
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     wall_time = time.perf_counter() - start
-    output_dir = Path(training_args.output_dir)
+    output_dir = folders.hub_folder
+    history = save_hub_folder(trainer, processor, folders, recorded_arguments(training_args, folders))
     if trainer.is_world_process_zero():
-        history = save_hub_folder(trainer, processor, output_dir)
         plot_training_curves(history, ["loss", "grad_norm", "learning_rate"], output_dir / "training_curve.png")
         summary = {
-            "start": "from_scratch" if model_args.from_scratch else model_args.model_name_or_path,
-            "dataset": data_args.dataset,
+            "start": "from_scratch" if model_args.from_scratch else portable_reference(model_args.model_name_or_path),
+            "dataset": portable_reference(data_args.dataset),
             "episodes": dataset.num_episodes,
             "frames": len(chunks),
             "tasks": len(dataset.tasks),
@@ -237,7 +249,12 @@ def main(argv: list[str] | None = None) -> Path:
             "final_loss": history[-1]["loss"] if history else None,
         }
         (output_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
-        write_policy_card(output_dir, model, summary, list(dataset.tasks.values()))
+        base_model = hub_args.card_base_model or (
+            None if model_args.from_scratch else hub_id(model_args.model_name_or_path)
+        )
+        datasets = hub_args.card_datasets or ([summary["dataset"]] if hub_id(data_args.dataset) else [])
+        write_policy_card(output_dir, model, summary, list(dataset.tasks.values()), base_model, datasets)
+        finish_hub_folder(folders, training_args)
         logger.info("saved %s (%s)", output_dir, summary)
     trainer.accelerator.wait_for_everyone()
     return output_dir

@@ -12,8 +12,11 @@ otherwise `--structure tiny|paper` builds a randomly initialised model (with a w
 dataset's instructions when no processor is given), around the frozen SSL encoder of `--ssl_encoder_name_or_path`
 when given (e.g. one from trainers/train_ssl_encoder.py: its config, weights and preprocessing are used). Defaults
 follow the paper: AdamW lr 3e-5, weight decay 0.05, betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0.
-The output folder is a Hub repo: config with auto_map, safetensors, the modeling code, the processor and the motion
-tokenizer subfolder.
+The output folder is a Hub repo that `huggingface_hub.upload_folder` can publish as it is: config with auto_map,
+safetensors, the modeling code, the processor, the motion tokenizer subfolder, a card with Hub metadata, JSON logs and
+plots; no pickle and no local path. Resumable Trainer checkpoints (optimizer, scheduler and RNG state) go beside it,
+to `--checkpoint_dir` (default `<output_dir>-checkpoints`); resume with `--resume_from_checkpoint last` or a
+`checkpoint-N` folder there.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
 from modeling_jala.strict_loading_jala import strict_from_pretrained
+from trainers.hub_folder import hub_id, hub_ids
 from trainers.jala_trainer import JalaPretrainTrainer
 from trainers.model_card import write_jala_card
 from trainers.plotting import plot_layer_accuracy, plot_training_curves
@@ -49,7 +53,14 @@ from trainers.presets import (
 )
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.token_priors import training_token_ids
-from trainers.training_common import PaperTrainingArguments, save_hub_folder
+from trainers.training_common import (
+    HubFolderArguments,
+    PaperTrainingArguments,
+    finish_hub_folder,
+    recorded_arguments,
+    route_checkpoints,
+    save_hub_folder,
+)
 
 logger = logging.getLogger("jala.pretrain")
 
@@ -222,18 +233,29 @@ def build_datasets(data_args: DataArguments, training_args: TrainingArguments, s
     return train, evaluation
 
 
-def parse_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, JalaTrainingArguments]:
-    """The three argument groups; a from-scratch structure brings its own training defaults (e.g. the tiny CPU
+def parse_arguments(
+    argv: list[str] | None = None,
+) -> tuple[ModelArguments, DataArguments, JalaTrainingArguments, HubFolderArguments]:
+    """The four argument groups; a from-scratch structure brings its own training defaults (e.g. the tiny CPU
     preset), and flags given explicitly win over them."""
-    parser = HfArgumentParser((ModelArguments, DataArguments, JalaTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, JalaTrainingArguments, HubFolderArguments))
     known, _ = parser.parse_known_args(args=argv)
     from_scratch = not (known.model_name_or_path or known.backbone_name_or_path)
     parser.set_defaults(**structure_training_defaults(known.structure, from_scratch))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
+def card_metadata(
+    model_args: ModelArguments, data_args: DataArguments, hub_args: HubFolderArguments
+) -> tuple[str | None, list[str]]:
+    """The card's `base_model` (the JALA folder or VLM it started from) and `datasets`, as far as they are Hub ids."""
+    base_model = hub_args.card_base_model or hub_id(model_args.model_name_or_path or model_args.backbone_name_or_path)
+    return base_model, hub_args.card_datasets or hub_ids(data_args.dataset)
+
+
 def main(argv: list[str] | None = None) -> Path:
-    model_args, data_args, training_args = parse_arguments(argv)
+    model_args, data_args, training_args, hub_args = parse_arguments(argv)
+    folders = route_checkpoints(training_args, hub_args)
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     set_seed(training_args.seed)
     model, processor = build_model_and_processor(model_args, data_args)
@@ -254,16 +276,19 @@ def main(argv: list[str] | None = None) -> Path:
         data_collator=JalaPretrainCollator(processor, row_collator),
     )
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    output_dir = Path(training_args.output_dir)
+    output_dir = folders.hub_folder
+    arguments = recorded_arguments(training_args, folders)
+    history = save_hub_folder(trainer, processor, folders, arguments)
     if trainer.is_world_process_zero():
-        history = save_hub_folder(trainer, processor, output_dir)
         plot_training_curves(
             history,
             ["loss", "mcp_loss", "align_loss", "mcp_accuracy", "h_effective_rank", "z_effective_rank"],
             output_dir / "training_curve.png",
         )
         plot_layer_accuracy(history, output_dir / "layer_accuracy.png")
-        write_jala_card(output_dir, model.config, history, training_args.to_dict())
+        base_model, datasets = card_metadata(model_args, data_args, hub_args)
+        write_jala_card(output_dir, model.config, history, arguments, base_model=base_model, datasets=datasets)
+        finish_hub_folder(folders, training_args)
     trainer.accelerator.wait_for_everyone()
     return output_dir
 

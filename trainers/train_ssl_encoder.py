@@ -66,6 +66,8 @@ if __package__ in (None, ""):  # `python trainers/train_ssl_encoder.py`
 from dataset_scripts.collator import UniHandCollator
 from dataset_scripts.streaming import UniHandStream
 from modeling_jala.ssl_features_jala import select_ssl_tokens, ssl_num_prefix_tokens
+from trainers.hub_folder import hub_ids, portable_values
+from trainers.model_card import front_matter
 from trainers.plotting import plot_training_curves
 from trainers.presets import IMAGENET_MEAN, IMAGENET_STD
 
@@ -129,6 +131,10 @@ class SslEncoderArguments:
     device: str = field(default="auto", metadata={"help": "auto (cuda when present), cpu or cuda."})
     num_threads: int | None = field(
         default=None, metadata={"help": "torch CPU threads (default: torch's); 1 is often fastest on a busy machine."}
+    )
+    card_datasets: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Hub ids for the card's datasets metadata; default: the --dataset values that are Hub ids."},
     )
 
     def __post_init__(self) -> None:
@@ -463,7 +469,7 @@ def train(args: SslEncoderArguments) -> dict[str, Any]:
         step = args.max_steps
     seconds = time.monotonic() - started
     report = {
-        "output_dir": str(output_dir),
+        "output_dir": output_dir.resolve().name,  # the folder's name only: the report is published with it
         "steps": step,
         "train_seconds": round(seconds, 1),
         "frames": len(bank),
@@ -479,13 +485,15 @@ def train(args: SslEncoderArguments) -> dict[str, Any]:
 
 
 def save_encoder(encoder: DINOv3ViTModel, output_dir: Path, args: SslEncoderArguments, report: dict) -> None:
-    """A standard transformers folder: config + safetensors + image processor, plus log, curve and card."""
+    """A standard transformers folder: config + safetensors + image processor, plus log, curve and card; publishable
+    as it is (no pickle; recorded arguments and the card keep Hub ids and only the folder names of local paths)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     encoder = encoder.to("cpu").eval()
     encoder.save_pretrained(output_dir)
     image_processor(args).save_pretrained(output_dir)
-    (output_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2))
-    summary = {key: value for key, value in report.items() if key != "history"}
+    arguments = portable_values(asdict(args))
+    (output_dir / "training_args.json").write_text(json.dumps(arguments, indent=2))
+    summary = portable_values({key: value for key, value in report.items() if key != "history"})
     (output_dir / "train_report.json").write_text(json.dumps(summary, indent=2))
     with open(output_dir / "training_log.jsonl", "w") as log:
         for record in report["history"]:
@@ -496,28 +504,31 @@ def save_encoder(encoder: DINOv3ViTModel, output_dir: Path, args: SslEncoderArgu
         output_dir / "training_curve.png",
     )
     config = encoder.config
+    sources = ", ".join(arguments["dataset"])
+    metadata = front_matter(
+        ["dinov3", "self-supervised", "hand-motion"],
+        "image-feature-extraction",
+        datasets=args.card_datasets or hub_ids(args.dataset),
+    )
     (output_dir / "README.md").write_text(
-        f"""---
-library_name: transformers
-tags: [jala, dinov3, self-supervised, hand-motion]
----
-
+        metadata
+        + f"""
 # JALA frame encoder (self-supervised on UniHand-Mix)
 
 A `DINOv3ViTModel` ({config.num_hidden_layers} layers, width {config.hidden_size}, {config.image_size} px input,
 {config.patch_size} px patches) trained by masked latent prediction with an EMA teacher on the frames of
-{", ".join(args.dataset)} (train split, labels unused): {report["steps"]} steps, {report["train_seconds"] / 60:.1f}
+{sources} (train split, labels unused): {report["steps"]} steps, {report["train_seconds"] / 60:.1f}
 min, {report["frames"]} frames. This folder holds the EMA teacher. Final loss {report["final_loss"]:.4f}, teacher
 feature std {report["final_feature_std"]:.3f}, effective rank {report["final_effective_rank"]:.1f} of
 {config.hidden_size}.
 
 ```python
 from transformers import AutoModel
-encoder = AutoModel.from_pretrained("{output_dir}")
+encoder = AutoModel.from_pretrained("path/to/this/folder")
 ```
 
 JALA reads its patch tokens (`modeling_jala.ssl_features_jala.encode_ssl_frames`); use it with
-`python trainers/pretrain.py --ssl_encoder_name_or_path {output_dir} ...`. Trained by
+`python trainers/pretrain.py --ssl_encoder_name_or_path path/to/this/folder ...`. Trained by
 `trainers/train_ssl_encoder.py`; the settings are in `training_args.json`, the curve in `training_curve.png`.
 """
     )

@@ -9,8 +9,9 @@ a `hands_present` column (UniHand-Mix's layout); rows without motion (unlabelled
 
 Each step draws random 15-frame windows (one hand each, left hands mirrored into right-hand space, exactly as the
 tokenizer does) from an in-memory frame bank: every chunk is tokenized on its own, so random offsets are free
-augmentation. The output folder is Hub-ready: config.json with auto_map, safetensors weights, the modeling code,
-a model card, the training log and a plot of the training curve.
+augmentation. The output folder is Hub-ready (`huggingface_hub.upload_folder` publishes it as it is): config.json with
+auto_map, safetensors weights, the modeling code, a model card with Hub metadata, the training log and a plot of the
+training curve; recorded arguments keep Hub ids and only the folder names of local paths.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.hand_jala import D162_DIM, JOINTS_XYZ, NUM_JOINTS, mirror_motion
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from trainers.accelerator_setup import make_accelerator
+from trainers.hub_folder import hub_ids, portable_values
 from trainers.metrics.hand_motion import hand_motion_metrics
 from trainers.model_card import write_tokenizer_card
 from trainers.plotting import plot_training_curves
@@ -83,6 +85,10 @@ class TokenizerTrainingArguments:
     max_grad_norm: float = field(default=1.0)
     log_every: int = field(default=25)
     seed: int = field(default=0)
+    card_datasets: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Hub ids for the card's datasets metadata; default: --dataset if it is a Hub id."},
+    )
 
 
 def build_config(args: TokenizerTrainingArguments) -> JalaMotionTokenizerConfig:
@@ -298,13 +304,15 @@ def save_tokenizer(
         for record in history:
             log.write(json.dumps(record) + "\n")
     (output_dir / "eval_results.json").write_text(json.dumps(report, indent=2))
-    (output_dir / "training_args.json").write_text(json.dumps(asdict(args), indent=2))
+    arguments = portable_values(asdict(args))
+    (output_dir / "training_args.json").write_text(json.dumps(arguments, indent=2))
     plot_training_curves(
         history,
         ["loss", "reconstruction_loss", "finger_perplexity", "wrist_perplexity", "restart_fraction_per_step"],
         output_dir / "training_curve.png",
     )
-    write_tokenizer_card(output_dir, model.config, report, asdict(args))
+    datasets = args.card_datasets or hub_ids([args.dataset])
+    write_tokenizer_card(output_dir, model.config, report, arguments, datasets=datasets)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
