@@ -1,8 +1,11 @@
 """LeRobot v3.0 datasets on a local disk: a writer, a reader, and the action-chunk view post-training trains on.
 
-The `lerobot` package needs Python >= 3.12, so this module reads and writes the format itself, following
-LeRobot's `datasets/utils.py`, `dataset_metadata.py` and `dataset_writer.py` (codebase v3.0):
+The `lerobot` package pins torch below what this project runs (lerobot 0.4.4 writes v3.0 on Python 3.11 but
+wants torch < 2.11), so this module reads and writes the format itself, following LeRobot's `datasets/utils.py`,
+`dataset_metadata.py` and `dataset_writer.py` (codebase v3.0), down to the parquet types:
 
+    README.md                          LeRobot's dataset card: YAML `configs` (data/*/*.parquet), `tags: [LeRobot]`,
+                                       licence, and meta/info.json in a code block; `load_dataset(dir)` reads frames
     meta/info.json                     codebase_version "v3.0", fps, features, path templates, totals, splits
     meta/stats.json                    {feature: {min, max, mean, std, count, q01, q10, q50, q90, q99}}
     meta/tasks.parquet                 index "task" (the instruction), column task_index
@@ -12,19 +15,25 @@ LeRobot's `datasets/utils.py`, `dataset_metadata.py` and `dataset_writer.py` (co
                                        videos/<key>/{chunk_index, file_index, from_timestamp, to_timestamp},
                                        meta/episodes/{chunk_index, file_index}, stats/<feature>/<stat>
     data/chunk-000/file-000.parquet    one row per frame: the non-video features + timestamp, frame_index,
-                                       episode_index, index, task_index; many episodes per file
+                                       episode_index, index, task_index; many episodes per file; `image`
+                                       features as PNG {bytes, path}; the `datasets` features in the schema
     videos/<key>/chunk-000/file-000.mp4
                                        many episodes concatenated per file; an episode is the frames with
                                        presentation time in [from_timestamp, to_timestamp)
 
 Files roll over at `data_files_size_in_mb` / `video_files_size_in_mb`, and chunk directories hold at most
-`chunks_size` files, as in LeRobot. Image statistics are per channel, in [0, 1], shaped (3, 1, 1) like LeRobot's.
+`chunks_size` files, as in LeRobot. Episode statistics have LeRobot's types, so that lerobot can append episodes to
+a folder written here and read it again (it concatenates the episodes files, which must then agree column by
+column): image / video statistics per channel in [0, 1] as (3, 1, 1) nested lists, `count` int64, `min` / `max` in
+the feature's dtype, the others float64. The reader takes each parquet file on its own, so files that lerobot
+appended with other (compatible) types read back too.
 Videos are encoded with PyAV; the default is LeRobot's (AV1 through libsvtav1, yuv420p, GOP 2, CRF 30), and any
 codec FFmpeg knows can be chosen (`libx264` / `h264`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -34,6 +43,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import datasets
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -47,6 +57,9 @@ __all__ = [
     "LeRobotV3Dataset",
     "LeRobotV3Writer",
     "compute_feature_stats",
+    "hf_features",
+    "publish_to_hub",
+    "write_dataset_card",
 ]
 
 CODEBASE_VERSION = "v3.0"
@@ -71,6 +84,33 @@ DEFAULT_FEATURES = {
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 #: Image statistics are estimated from at most this many frames per episode (LeRobot samples frames too).
 IMAGE_STATS_FRAMES = 32
+CARD_PATH = "README.md"
+#: The dtypes a feature may have besides numpy's: camera frames stored in mp4 files or as PNG in the rows, text.
+MEDIA_DTYPES = ("video", "image")
+
+
+def hf_features(features: dict[str, dict[str, Any]]) -> datasets.Features:
+    """The `datasets` features of the frame table, as LeRobot declares them: videos live in mp4 files (no column),
+    images are `Image()` (PNG {bytes, path}), shape-[1] features are scalars, 1-D features fixed-size lists, 2-D
+    to 5-D features `Array2D` .. `Array5D`. Written into the data parquet schema, so `load_dataset` and lerobot
+    decode the columns the same way."""
+    declared: dict[str, Any] = {}
+    arrays = {2: datasets.Array2D, 3: datasets.Array3D, 4: datasets.Array4D, 5: datasets.Array5D}
+    for key, spec in features.items():
+        shape = tuple(spec["shape"])
+        if spec["dtype"] == "video":
+            continue
+        if spec["dtype"] == "image":
+            declared[key] = datasets.Image()
+        elif shape == (1,):
+            declared[key] = datasets.Value(spec["dtype"])
+        elif len(shape) == 1:
+            declared[key] = datasets.List(datasets.Value(spec["dtype"]), length=shape[0])
+        elif len(shape) in arrays:
+            declared[key] = arrays[len(shape)](shape=shape, dtype=spec["dtype"])
+        else:
+            raise ValueError(f"feature {key!r}: shape {list(shape)} has {len(shape)} dimensions; LeRobot takes 1-5.")
+    return datasets.Features(declared)
 
 
 def _next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int, int]:
@@ -79,23 +119,30 @@ def _next_file(chunk_index: int, file_index: int, chunks_size: int) -> tuple[int
 
 
 def compute_feature_stats(values: np.ndarray, is_image: bool = False) -> dict[str, np.ndarray]:
-    """LeRobot's per-feature statistics of (N, ...) values; images (N, H, W, 3) uint8 -> per channel in [0, 1]."""
+    """LeRobot's per-feature statistics of (N, ...) values; images (N, H, W, 3) uint8 -> per channel in [0, 1].
+
+    Types as LeRobot's: `count` int64 of shape (1,); numeric `min` / `max` keep the values' dtype (int64 columns
+    give int64); everything else float64; image statistics (3, 1, 1)."""
     count = len(values)  # frames (LeRobot counts sampled images, not pixels)
     if is_image:
-        values = values.astype(np.float32).reshape(-1, 3) / 255.0
-        reshape = (3, 1, 1)
+        pixels = values.reshape(-1, 3)
+        minimum, maximum = pixels.min(0) / 255.0, pixels.max(0) / 255.0
+        as_float = pixels.astype(np.float32) / 255.0
+        reshape: tuple[int, ...] = (3, 1, 1)
     else:
-        values = values.astype(np.float64).reshape(count, -1)
-        reshape = (values.shape[1],)
+        flat = values.reshape(count, -1)
+        minimum, maximum = flat.min(0), flat.max(0)
+        as_float = flat.astype(np.float64)
+        reshape = (flat.shape[1],)
     stats = {
-        "min": values.min(0),
-        "max": values.max(0),
-        "mean": values.mean(0),
-        "std": values.std(0),
-        "count": np.array([count]),
+        "min": minimum,
+        "max": maximum,
+        "mean": as_float.mean(0, dtype=np.float64),
+        "std": as_float.std(0, dtype=np.float64),
+        "count": np.array([count], dtype=np.int64),
     }
     for quantile in QUANTILES:
-        stats[f"q{round(quantile * 100):02d}"] = np.quantile(values, quantile, axis=0)
+        stats[f"q{round(quantile * 100):02d}"] = np.quantile(as_float, quantile, axis=0).astype(np.float64)
     return {key: (value if key == "count" else value.reshape(reshape)) for key, value in stats.items()}
 
 
@@ -178,8 +225,11 @@ class LeRobotV3Writer:
             `{"observation.state": {"dtype": "float32", "shape": [4], "names": [...]}, "observation.image":
             {"dtype": "video", "shape": [128, 128, 3], "names": ["height", "width", "channels"]}}`.
             The default per-frame columns (timestamp, frame_index, episode_index, index, task_index) are added.
+            `image` features are stored as PNG in the data parquet (LeRobot's `Image()` column), from (T, H, W, 3)
+            uint8 frames; `string` features as text.
         robot_type: free text stored in info.json.
         codec / crf / gop: video encoding (defaults: LeRobot's libsvtav1, CRF 30, GOP 2 for fast seeking).
+        license / tags: for the dataset card (README.md); `tags` are added to LeRobot's own `LeRobot` tag.
 
     Use as a context manager, or call `finalize()`; without it the metadata is not written.
     """
@@ -196,6 +246,8 @@ class LeRobotV3Writer:
         chunks_size: int = DEFAULT_CHUNK_SIZE,
         data_files_size_in_mb: float = DEFAULT_DATA_FILE_SIZE_IN_MB,
         video_files_size_in_mb: float = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
+        license: str | None = "apache-2.0",
+        tags: Sequence[str] = (),
     ) -> None:
         self.root = Path(root)
         if (self.root / INFO_PATH).exists():
@@ -204,10 +256,22 @@ class LeRobotV3Writer:
         if reserved:
             raise ValueError(f"features {sorted(reserved)} are added by the writer; remove them from `features`.")
         for key, spec in features.items():
-            if spec.get("dtype") == "video" and (len(spec["shape"]) != 3 or spec["shape"][2] != 3):
-                raise ValueError(f"video feature {key!r} must have shape [height, width, 3], got {spec['shape']}.")
+            if spec.get("dtype") in MEDIA_DTYPES and (len(spec["shape"]) != 3 or spec["shape"][2] != 3):
+                raise ValueError(
+                    f"{spec['dtype']} feature {key!r} must have shape [height, width, 3], got {spec['shape']}."
+                )
+            if spec.get("dtype") not in (*MEDIA_DTYPES, "string"):
+                try:
+                    np.dtype(spec["dtype"])
+                except (KeyError, TypeError):
+                    raise ValueError(
+                        f"feature {key!r} has dtype {spec.get('dtype')!r}; use a numpy dtype, 'string', 'image' or "
+                        "'video'."
+                    ) from None
         self.fps = fps
         self.features = {key: dict(spec) for key, spec in features.items()}
+        self.hf_features = hf_features({**self.features, **DEFAULT_FEATURES})
+        self.license, self.tags = license, list(tags)
         self.robot_type = robot_type
         self.codec = codec
         self.video_options = {"crf": str(crf), "g": str(gop)}
@@ -215,9 +279,6 @@ class LeRobotV3Writer:
         self.data_files_size_in_mb = data_files_size_in_mb
         self.video_files_size_in_mb = video_files_size_in_mb
         self.video_keys = [key for key, spec in features.items() if spec["dtype"] == "video"]
-        self.numeric_keys = [
-            key for key, spec in features.items() if spec["dtype"] not in ("video", "image", "string")
-        ]
         self.tasks: dict[str, int] = {}
         self.episodes: list[dict[str, Any]] = []
         self.episode_stats: list[dict[str, dict[str, np.ndarray]]] = []
@@ -240,7 +301,8 @@ class LeRobotV3Writer:
 
     # -- episodes -----------------------------------------------------------------------------------------------
     def add_episode(self, frames: dict[str, np.ndarray], task: str) -> int:
-        """Append one episode: `frames[key]` is (T, *shape) for every feature (video: (T, H, W, 3) uint8)."""
+        """Append one episode: `frames[key]` is (T, *shape) for every feature (image / video: (T, H, W, 3) uint8,
+        string: T texts)."""
         if self._finalized:
             raise RuntimeError("the dataset was finalized; open a new LeRobotV3Writer to add episodes.")
         missing = set(self.features) - set(frames)
@@ -252,49 +314,63 @@ class LeRobotV3Writer:
             raise ValueError(f"every feature needs the same, non-zero number of frames; got {lengths}.")
         episode_index = len(self.episodes)
         task_index = self.tasks.setdefault(task, len(self.tasks))
-        stats: dict[str, dict[str, np.ndarray]] = {}
-        columns: dict[str, pa.Array] = {}
-        for key in self.numeric_keys:
-            spec = self.features[key]
-            values = np.asarray(frames[key], dtype=spec["dtype"]).reshape(length, *spec["shape"])
-            flat = values.reshape(length, -1)
-            if flat.shape[1] == 1 and list(spec["shape"]) == [1]:
-                columns[key] = pa.array(flat[:, 0])
-            else:
-                columns[key] = pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), flat.shape[1])
-            stats[key] = compute_feature_stats(values)
         frame_index = np.arange(length, dtype=np.int64)
-        columns["timestamp"] = pa.array((frame_index / self.fps).astype(np.float32))
-        columns["frame_index"] = pa.array(frame_index)
-        columns["episode_index"] = pa.array(np.full(length, episode_index, dtype=np.int64))
-        columns["index"] = pa.array(self.total_frames + frame_index)
-        columns["task_index"] = pa.array(np.full(length, task_index, dtype=np.int64))
-        for key in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
-            stats[key] = compute_feature_stats(columns[key].to_numpy(zero_copy_only=False)[:, None])
+        values: dict[str, Any] = {}
+        for key, spec in self.features.items():
+            if spec["dtype"] in MEDIA_DTYPES:
+                values[key] = self._camera_frames(key, frames[key], length)
+            elif spec["dtype"] == "string":
+                values[key] = [str(text) for text in frames[key]]
+            else:
+                values[key] = np.asarray(frames[key], dtype=spec["dtype"]).reshape(length, *spec["shape"])
+        values["timestamp"] = (frame_index / self.fps).astype(np.float32)
+        values["frame_index"] = frame_index
+        values["episode_index"] = np.full(length, episode_index, dtype=np.int64)
+        values["index"] = self.total_frames + frame_index
+        values["task_index"] = np.full(length, task_index, dtype=np.int64)
+        columns = {key: list(values[key]) if self._is_image(key) else values[key] for key in self.hf_features}
+        table = datasets.Dataset.from_dict(columns, features=self.hf_features).data.table
         record: dict[str, Any] = {
             "episode_index": episode_index,
             "tasks": [task],
             "length": length,
-            **self._write_data(pa.table(columns)),
+            **self._write_data(table),
             "dataset_from_index": self.total_frames,
             "dataset_to_index": self.total_frames + length,
         }
-        for key in self.video_keys:
-            video = np.asarray(frames[key])
-            expected = tuple(self.features[key]["shape"])
-            if video.dtype != np.uint8 or video.shape[1:] != expected:
-                raise ValueError(
-                    f"video feature {key!r} needs (T, {expected}) uint8 frames, got {video.shape} {video.dtype}."
-                )
-            record.update(self._write_video(key, video))
-            sample = video[np.linspace(0, length - 1, min(length, IMAGE_STATS_FRAMES)).astype(int)]
-            stats[key] = compute_feature_stats(sample, is_image=True)
+        # Statistics in LeRobot's order (the features, then the default columns); none for text.
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        for key, spec in {**self.features, **DEFAULT_FEATURES}.items():
+            if spec["dtype"] == "string":
+                continue
+            if spec["dtype"] in MEDIA_DTYPES:
+                if spec["dtype"] == "video":
+                    record.update(self._write_video(key, values[key]))
+                sample = values[key][np.linspace(0, length - 1, min(length, IMAGE_STATS_FRAMES)).astype(int)]
+                stats[key] = compute_feature_stats(sample, is_image=True)
+            else:
+                stats[key] = compute_feature_stats(np.asarray(values[key]).reshape(length, -1))
         record["meta/episodes/chunk_index"] = 0
         record["meta/episodes/file_index"] = 0
         self.episodes.append(record)
         self.episode_stats.append(stats)
         self.total_frames += length
         return episode_index
+
+    def _is_image(self, key: str) -> bool:
+        return self.features.get(key, {}).get("dtype") == "image"
+
+    def _camera_frames(self, key: str, frames: Any, length: int) -> np.ndarray:
+        """(T, H, W, 3) uint8 frames of an image or video feature, checked against its declared shape."""
+        spec = self.features[key]
+        array = np.asarray(frames)
+        expected = tuple(spec["shape"])
+        if array.dtype != np.uint8 or array.shape != (length, *expected):
+            raise ValueError(
+                f"{spec['dtype']} feature {key!r} needs ({length}, {expected}) uint8 frames, got {array.shape} "
+                f"{array.dtype}."
+            )
+        return array
 
     def _write_data(self, table: pa.Table) -> dict[str, int]:
         limit = self.data_files_size_in_mb * 1024 * 1024
@@ -307,7 +383,7 @@ class LeRobotV3Writer:
             chunk_index, file_index = self._data_file
             path = self.root / DATA_PATH.format(chunk_index=chunk_index, file_index=file_index)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._data_writer = pq.ParquetWriter(path, table.schema, compression="snappy")
+            self._data_writer = pq.ParquetWriter(path, self.hf_features.arrow_schema, compression="snappy")
         self._data_writer.write_table(table)
         self._data_bytes += table.nbytes
         return {"data/chunk_index": self._data_file[0], "data/file_index": self._data_file[1]}
@@ -393,14 +469,18 @@ class LeRobotV3Writer:
         tasks.to_parquet(self.root / TASKS_PATH)
         rows = []
         for record, episode_stats in zip(self.episodes, self.episode_stats, strict=True):
-            row = dict(record)
+            # LeRobot's column order and types: the statistics go before meta/episodes/*, each as the nested list
+            # of its array (`tolist()`: (3, 1, 1) for images, int64 `count`, `min` / `max` in the feature dtype).
+            row = {key: value for key, value in record.items() if not key.startswith("meta/episodes/")}
             for feature, values in episode_stats.items():
                 for stat, value in values.items():
-                    row[f"stats/{feature}/{stat}"] = np.asarray(value, dtype=np.float64).flatten().tolist()
+                    row[f"stats/{feature}/{stat}"] = np.asarray(value).tolist()
+            row.update({key: value for key, value in record.items() if key.startswith("meta/episodes/")})
             rows.append(row)
         path = self.root / EPISODES_PATH.format(chunk_index=0, file_index=0)
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(pa.Table.from_pylist(rows), path)
+        write_dataset_card(self.root, license=self.license, tags=self.tags)
         logger.info(
             "wrote LeRobot %s dataset %s: %d episodes, %d frames, %d tasks",
             CODEBASE_VERSION,
@@ -418,23 +498,141 @@ class LeRobotV3Writer:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# Dataset card and publishing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def write_dataset_card(root: str | Path, license: str | None = "apache-2.0", tags: Sequence[str] = ()) -> Path:
+    """Write LeRobot's dataset card (README.md) for a dataset folder; returns its path.
+
+    Why: `datasets.load_dataset(dir or repo)` needs the card's `configs` to find the frame files (without it, it
+    tries every file and fails), and the Hub lists LeRobot datasets by the `LeRobot` tag and shows meta/info.json
+    from the card, as lerobot's own `push_to_hub` writes it.
+    """
+    from huggingface_hub import DatasetCardData
+
+    root = Path(root)
+    info = json.loads((root / INFO_PATH).read_text())
+    card_data = DatasetCardData(
+        license=license,
+        tags=["LeRobot", *[tag for tag in tags if tag != "LeRobot"]],
+        task_categories=["robotics"],
+        configs=[{"config_name": "default", "data_files": "data/*/*.parquet"}],
+    )
+    video_keys = [key for key, spec in info["features"].items() if spec["dtype"] == "video"]
+    lines = [
+        "---",
+        card_data.to_yaml().rstrip(),
+        "---",
+        "",
+        f"# {root.name}",
+        "",
+        f"A robot dataset in [LeRobot](https://github.com/huggingface/lerobot)'s {info['codebase_version']} format: "
+        f"{info['total_episodes']} episodes, {info['total_frames']} frames at {info['fps']} fps, "
+        f"{info['total_tasks']} tasks, robot `{info.get('robot_type')}`. Written by the JALA open implementation "
+        "(`dataset_scripts/lerobot_v3.py`), file for file as lerobot writes it.",
+        "",
+        "## Load",
+        "",
+        "```python",
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
+        'dataset = LeRobotDataset("<user>/<repo>")  # reads the `v3.0` tag of the Hub repo',
+        "",
+        "from datasets import load_dataset",
+        'frames = load_dataset("<user>/<repo>", split="train")  # the frame table (videos stay in videos/)',
+        "```",
+        "",
+        f"Video features ({', '.join(f'`{key}`' for key in video_keys) or 'none'}) are mp4 files under `videos/`, "
+        "cut into episodes by `videos/<key>/from_timestamp` / `to_timestamp` in `meta/episodes/`.",
+        "",
+        "## Dataset structure",
+        "",
+        "[meta/info.json](meta/info.json):",
+        "",
+        "```json",
+        json.dumps(info, indent=4),
+        "```",
+        "",
+    ]
+    path = root / CARD_PATH
+    path.write_text("\n".join(lines))
+    return path
+
+
+def publish_to_hub(
+    root: str | Path,
+    repo_id: str,
+    *,
+    private: bool = False,
+    branch: str | None = None,
+    token: str | None = None,
+    api: Any = None,
+) -> str:
+    """Upload a dataset folder to the Hub as lerobot does, and tag the upload `v3.0`; returns the repo id.
+
+    Why the tag: `LeRobotDataset(repo_id)` reads the revision named after its codebase version, so a repo
+    without a `v3.0` tag does not load. Re-publishing moves the tag to the new upload. `api` defaults to
+    `huggingface_hub.HfApi(token=token)`.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import RevisionNotFoundError
+
+    root = Path(root)
+    if not (root / INFO_PATH).exists():
+        raise FileNotFoundError(f"{root / INFO_PATH} not found: {root} is not a LeRobot dataset folder.")
+    if not (root / CARD_PATH).exists():
+        info = json.loads((root / INFO_PATH).read_text())
+        write_dataset_card(root, tags=[info["robot_type"]] if info.get("robot_type") else ())
+    api = api if api is not None else HfApi(token=token)
+    api.create_repo(repo_id=repo_id, repo_type="dataset", private=private, exist_ok=True)
+    if branch:
+        api.create_branch(repo_id=repo_id, branch=branch, repo_type="dataset", exist_ok=True)
+    api.upload_folder(
+        repo_id=repo_id, folder_path=str(root), repo_type="dataset", revision=branch, ignore_patterns=["images/"]
+    )
+    with contextlib.suppress(RevisionNotFoundError):
+        api.delete_tag(repo_id, tag=CODEBASE_VERSION, repo_type="dataset")
+    api.create_tag(repo_id, tag=CODEBASE_VERSION, revision=branch, repo_type="dataset")
+    return repo_id
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Reader
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _column_to_numpy(column: pa.ChunkedArray) -> np.ndarray:
-    """A parquet column as numpy: fixed-size / variable lists of equal length -> (N, D)."""
-    array = column.combine_chunks()
-    if pa.types.is_fixed_size_list(array.type):
-        return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), array.type.list_size)
-    if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
-        lengths = np.diff(array.offsets.to_numpy())
-        if len(lengths) and (lengths == lengths[0]).all() and array.null_count == 0:
-            return array.flatten().to_numpy(zero_copy_only=False).reshape(len(array), int(lengths[0]))
-        return np.asarray(array.to_pylist(), dtype=object)
+def _column_to_numpy(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A parquet column as numpy: scalars (N,); fixed-size or equal-length lists, nested to any depth, and
+    `datasets` ArrayND columns (N, *shape); images ({bytes, path}) and ragged lists as object arrays."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(array, pa.ExtensionArray):
+        array = array.storage
     if pa.types.is_struct(array.type):  # e.g. embedded images {bytes, path}
         return np.asarray(array.to_pylist(), dtype=object)
-    return array.to_numpy(zero_copy_only=False)
+    shape, values = [len(array)], array
+    while (
+        pa.types.is_fixed_size_list(values.type)
+        or pa.types.is_list(values.type)
+        or pa.types.is_large_list(values.type)
+    ):
+        lengths = np.diff(values.offsets.to_numpy()) if not pa.types.is_fixed_size_list(values.type) else None
+        size = values.type.list_size if lengths is None else (int(lengths[0]) if len(lengths) else 0)
+        if values.null_count or (lengths is not None and (lengths != size).any()):
+            return np.asarray(array.to_pylist(), dtype=object)
+        shape.append(size)
+        values = values.flatten()
+    return values.to_numpy(zero_copy_only=False).reshape(shape)
+
+
+def _concat_columns(name: str, parts: Sequence[np.ndarray], paths: Sequence[Path]) -> np.ndarray:
+    """One column from several files; files lerobot appended may store it with another (compatible) type."""
+    shapes = {part.shape[1:] for part in parts}
+    if len(shapes) > 1:
+        described = ", ".join(f"{path.name}: {part.shape[1:]}" for path, part in zip(paths, parts, strict=True))
+        raise ValueError(f"column {name!r} has different shapes per frame across data files ({described}).")
+    if any(part.dtype == object for part in parts):
+        return np.concatenate([part.astype(object) for part in parts])
+    return np.concatenate(parts)
 
 
 def decode_video_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -490,16 +688,30 @@ class LeRobotV3Dataset:
         episode_files = sorted((self.root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
         if not episode_files:
             raise FileNotFoundError(f"no episode metadata under {self.root / 'meta' / 'episodes'}.")
-        episodes = pa.concat_tables([pq.read_table(path) for path in episode_files])
-        keep = [name for name in episodes.column_names if not name.startswith("stats/")]
-        self.episodes: list[dict[str, Any]] = sorted(
-            episodes.select(keep).to_pylist(), key=lambda row: row["episode_index"]
-        )
+        # Each file on its own: an episodes file lerobot appended has its own schema (column order, stats types),
+        # which one concatenated table would reject ("Schema at index 1 was different").
+        episodes: list[dict[str, Any]] = []
+        for path in episode_files:
+            table = pq.read_table(path)
+            episodes += table.select([n for n in table.column_names if not n.startswith("stats/")]).to_pylist()
+        self.episodes: list[dict[str, Any]] = sorted(episodes, key=lambda row: row["episode_index"])
         data_files = sorted((self.root / "data").glob("chunk-*/file-*.parquet"))
         if not data_files:
             raise FileNotFoundError(f"no frame data under {self.root / 'data'}.")
-        table = pa.concat_tables([pq.read_table(path) for path in data_files])
-        self.columns: dict[str, np.ndarray] = {name: _column_to_numpy(table[name]) for name in table.column_names}
+        per_file: list[dict[str, np.ndarray]] = []
+        for path in data_files:
+            table = pq.read_table(path)
+            per_file.append({name: _column_to_numpy(table[name]) for name in table.column_names})
+        names = list(per_file[0])
+        for path, columns in zip(data_files, per_file, strict=True):
+            if set(columns) != set(names):
+                raise ValueError(
+                    f"{path} has columns {sorted(columns)} but {data_files[0].name} has {sorted(names)}; every data "
+                    "file of a dataset holds the same features."
+                )
+        self.columns: dict[str, np.ndarray] = {
+            name: _concat_columns(name, [columns[name] for columns in per_file], data_files) for name in names
+        }
         order = np.argsort(self.columns["index"], kind="stable")
         self.columns = {name: values[order] for name, values in self.columns.items()}
         if len(self.columns["index"]) != self.info["total_frames"]:
@@ -593,7 +805,10 @@ class LeRobotV3Dataset:
             from PIL import Image
 
             if key not in self.columns:
-                raise KeyError(f"image feature {key!r} has no column in {self.root / 'data'}.")
+                raise KeyError(
+                    f"image feature {key!r} is declared in meta/info.json but has no column in {self.root / 'data'}; "
+                    "the writer that made this dataset dropped it (rewrite it with this module's writer)."
+                )
             cell = self.columns[key][index]
             source = io.BytesIO(cell["bytes"]) if cell.get("bytes") else self.root / cell["path"]
             with Image.open(source) as image:
