@@ -2,10 +2,13 @@
 
 Why the card carries the configs: `load_dataset(dir, "all", streaming=True)` needs no loading script when the
 README's YAML front matter lists `configs:` with `data_files` per split (the Hub's "manual configuration"). The
-configs are globs over the builder's shard names (`data/{domain}/{split}-*.parquet`), so one card serves a repo of
-any size; `check_repo` verifies every glob matches files and every shard is reachable. Statistics are read from
-the shards themselves (a handful of small columns), so `info` and the card describe what is on disk, also after a
-build that stopped at a bad row.
+single-domain configs are globs over the builder's shard names (`data/{domain}/{split}-*.parquet`); `all`'s train
+split, which mixes domains, lists its shards in an order that `split_dataset_by_node` splits with both domains on
+every rank (`interleaved_train_files`). `check_repo` verifies every pattern matches files, every shard is
+reachable and the licence fields are complete. The card also declares each config's split sizes, which a
+non-streaming `load_dataset` checks the rows it read against. Statistics are read from the shards themselves (a
+handful of small columns), so `info` and the card describe what is on disk, also after a build that stopped at a
+bad row.
 """
 
 from __future__ import annotations
