@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -22,19 +23,32 @@ logger = logging.getLogger(__name__)
 
 
 #: A Hub repository id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
-_HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
-def shareable_name_or_path(name_or_path: str | None) -> str | None:
-    """A checkpoint reference fit for a config.json that will be published: Hub ids (and short relative names) as
-    they are; a local path (absolute, home-relative, or containing "..") replaced by its last folder name, which
-    says what it was without revealing the machine's directory layout (docs/design.md §6)."""
+def hub_repo_id(name_or_path: str | os.PathLike | None) -> str | None:
+    """`name_or_path` when it names a Hub repository rather than a local folder, else None. transformers' own rule:
+    an existing local path wins over a repository of the same name; paths with ".." are never repositories."""
     if not name_or_path:
-        return name_or_path
+        return None
     text = str(name_or_path).rstrip("/\\")
-    if _HUB_REPO_ID.match(text) and ".." not in text:
+    if HUB_REPO_ID.match(text) and ".." not in text and not Path(text).expanduser().exists():
         return text
-    return PureWindowsPath(text).name if "\\" in text else PurePosixPath(text).name
+    return None
+
+
+def shareable_name_or_path(name_or_path: str | os.PathLike | None) -> str | None:
+    """A checkpoint reference fit for a file that will be published (config.json, a card, recorded arguments): a Hub
+    id as it is; a local path (absolute or relative, existing or not) replaced by its last folder name, which says
+    what it was without revealing the machine's directory layout (docs/design.md §6)."""
+    if not name_or_path:
+        return None if name_or_path is None else str(name_or_path)
+    if repo_id := hub_repo_id(name_or_path):
+        return repo_id
+    text = str(name_or_path).rstrip("/\\")
+    if "\\" in text:
+        return PureWindowsPath(text).name
+    return Path(os.path.abspath(os.path.expanduser(text))).name
 
 
 #: `generate_motion` strategies: the paper's sampled iterative decoding, or the expected-latent (MMSE) decoding.

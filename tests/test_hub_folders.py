@@ -272,14 +272,15 @@ def test_tokenizer_and_ssl_encoder_folders_upload_as_they_are(
 
 # -- the rules behind them ----------------------------------------------------------------------------------------
 def test_local_paths_become_folder_names_and_hub_ids_stay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainers.hub_folder import hub_id, portable_reference, portable_values
+    from modeling_jala.configuration_jala import hub_repo_id, shareable_name_or_path
+    from trainers.hub_folder import portable_values
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "outputs" / "unihand_mix").mkdir(parents=True)
-    assert hub_id("OpenGVLab/InternVL3-2B-hf") == "OpenGVLab/InternVL3-2B-hf"
-    assert hub_id("outputs/unihand_mix") is None  # an existing local folder wins, as in transformers
-    assert hub_id(str(tmp_path)) is None and hub_id("../models/jala") is None and hub_id(None) is None
-    assert portable_reference(tmp_path / "outputs" / "unihand_mix") == "unihand_mix"
+    assert hub_repo_id("OpenGVLab/InternVL3-2B-hf") == "OpenGVLab/InternVL3-2B-hf"
+    assert hub_repo_id("outputs/unihand_mix") is None  # an existing local folder wins, as in transformers
+    assert hub_repo_id(str(tmp_path)) is None and hub_repo_id("../models/jala") is None and hub_repo_id(None) is None
+    assert shareable_name_or_path(tmp_path / "outputs" / "unihand_mix") == "unihand_mix"
     recorded = {
         "output_dir": str(tmp_path / "jala"),
         "dataset": ["outputs/unihand_mix", "someone/unihand-mix"],

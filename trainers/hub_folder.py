@@ -11,41 +11,22 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from modeling_jala.configuration_jala import hub_repo_id, shareable_name_or_path
+
 logger = logging.getLogger(__name__)
 
-#: A Hub repository id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
-HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 #: File endings of pickled objects (torch.save, pickle): never part of a Hub folder.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
-def hub_id(name_or_path: str | os.PathLike | None) -> str | None:
-    """`name_or_path` when it names a Hub repo rather than a local folder (transformers' own rule: an existing
-    local path wins), else None."""
-    if not name_or_path:
-        return None
-    text = str(name_or_path).rstrip("/")
-    if HUB_REPO_ID.match(text) and ".." not in text and not Path(text).expanduser().exists():
-        return text
-    return None
-
-
-def hub_ids(names_or_paths: Iterable[str | os.PathLike | None]) -> list[str]:
+def hub_repo_ids(names_or_paths: Iterable[str | os.PathLike | None]) -> list[str]:
     """The Hub ids among `names_or_paths`, in order, without duplicates."""
-    found = [hub_id(value) for value in names_or_paths]
+    found = [hub_repo_id(value) for value in names_or_paths]
     return list(dict.fromkeys(value for value in found if value))
-
-
-def portable_reference(name_or_path: str | os.PathLike | None) -> str | None:
-    """A Hub id as it is; a local path as its folder name (absolute or relative, existing or not)."""
-    if not name_or_path:
-        return None if name_or_path is None else str(name_or_path)
-    return hub_id(name_or_path) or Path(os.path.abspath(os.path.expanduser(str(name_or_path)))).name
 
 
 def _is_local_path(text: str) -> bool:
@@ -65,7 +46,7 @@ def portable_values(values: Any) -> Any:
     if isinstance(values, list | tuple):
         return [portable_values(value) for value in values]
     if isinstance(values, os.PathLike) or (isinstance(values, str) and _is_local_path(values)):
-        return portable_reference(values)
+        return shareable_name_or_path(values)
     return values
 
 

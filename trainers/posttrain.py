@@ -37,10 +37,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataset_scripts.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
-from modeling_jala.configuration_jala import JalaConfig
+from modeling_jala.configuration_jala import JalaConfig, hub_repo_id, shareable_name_or_path
 from modeling_jala.modeling_jala import JalaForActionPrediction
 from modeling_jala.processing_jala import JalaProcessor
-from trainers.hub_folder import hub_id, portable_reference
 from trainers.model_card import write_policy_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import words
@@ -236,8 +235,10 @@ def main(argv: list[str] | None = None) -> Path:
     if trainer.is_world_process_zero():
         plot_training_curves(history, ["loss", "grad_norm", "learning_rate"], output_dir / "training_curve.png")
         summary = {
-            "start": "from_scratch" if model_args.from_scratch else portable_reference(model_args.model_name_or_path),
-            "dataset": portable_reference(data_args.dataset),
+            "start": (
+                "from_scratch" if model_args.from_scratch else shareable_name_or_path(model_args.model_name_or_path)
+            ),
+            "dataset": shareable_name_or_path(data_args.dataset),
             "episodes": dataset.num_episodes,
             "frames": len(chunks),
             "tasks": len(dataset.tasks),
@@ -250,9 +251,9 @@ def main(argv: list[str] | None = None) -> Path:
         }
         (output_dir / "run_summary.json").write_text(json.dumps(summary, indent=1))
         base_model = hub_args.card_base_model or (
-            None if model_args.from_scratch else hub_id(model_args.model_name_or_path)
+            None if model_args.from_scratch else hub_repo_id(model_args.model_name_or_path)
         )
-        datasets = hub_args.card_datasets or ([summary["dataset"]] if hub_id(data_args.dataset) else [])
+        datasets = hub_args.card_datasets or ([summary["dataset"]] if hub_repo_id(data_args.dataset) else [])
         write_policy_card(output_dir, model, summary, list(dataset.tasks.values()), base_model, datasets)
         finish_hub_folder(folders, training_args)
         logger.info("saved %s (%s)", output_dir, summary)

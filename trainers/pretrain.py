@@ -35,11 +35,12 @@ if __package__ in (None, ""):
 
 from dataset_scripts.collator import UniHandCollator
 from dataset_scripts.streaming import UniHandStream
+from modeling_jala.configuration_jala import hub_repo_id
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
 from modeling_jala.strict_loading_jala import strict_from_pretrained
-from trainers.hub_folder import hub_id, hub_ids
+from trainers.hub_folder import hub_repo_ids
 from trainers.jala_trainer import JalaPretrainTrainer
 from trainers.model_card import write_jala_card
 from trainers.plotting import plot_layer_accuracy, plot_training_curves
@@ -249,8 +250,9 @@ def card_metadata(
     model_args: ModelArguments, data_args: DataArguments, hub_args: HubFolderArguments
 ) -> tuple[str | None, list[str]]:
     """The card's `base_model` (the JALA folder or VLM it started from) and `datasets`, as far as they are Hub ids."""
-    base_model = hub_args.card_base_model or hub_id(model_args.model_name_or_path or model_args.backbone_name_or_path)
-    return base_model, hub_args.card_datasets or hub_ids(data_args.dataset)
+    started_from = model_args.model_name_or_path or model_args.backbone_name_or_path
+    base_model = hub_args.card_base_model or hub_repo_id(started_from)
+    return base_model, hub_args.card_datasets or hub_repo_ids(data_args.dataset)
 
 
 def main(argv: list[str] | None = None) -> Path:

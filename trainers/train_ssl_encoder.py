@@ -66,7 +66,7 @@ if __package__ in (None, ""):  # `python trainers/train_ssl_encoder.py`
 from dataset_scripts.collator import UniHandCollator
 from dataset_scripts.streaming import UniHandStream
 from modeling_jala.ssl_features_jala import select_ssl_tokens, ssl_num_prefix_tokens
-from trainers.hub_folder import hub_ids, portable_values
+from trainers.hub_folder import hub_repo_ids, portable_values
 from trainers.model_card import front_matter
 from trainers.plotting import plot_training_curves
 from trainers.presets import IMAGENET_MEAN, IMAGENET_STD
@@ -508,7 +508,7 @@ def save_encoder(encoder: DINOv3ViTModel, output_dir: Path, args: SslEncoderArgu
     metadata = front_matter(
         ["dinov3", "self-supervised", "hand-motion"],
         "image-feature-extraction",
-        datasets=args.card_datasets or hub_ids(args.dataset),
+        datasets=args.card_datasets or hub_repo_ids(args.dataset),
     )
     (output_dir / "README.md").write_text(
         metadata

@@ -38,7 +38,7 @@ from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.hand_jala import D162_DIM, JOINTS_XYZ, NUM_JOINTS, mirror_motion
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from trainers.accelerator_setup import make_accelerator
-from trainers.hub_folder import hub_ids, portable_values
+from trainers.hub_folder import hub_repo_ids, portable_values
 from trainers.metrics.hand_motion import hand_motion_metrics
 from trainers.model_card import write_tokenizer_card
 from trainers.plotting import plot_training_curves
@@ -311,7 +311,7 @@ def save_tokenizer(
         ["loss", "reconstruction_loss", "finger_perplexity", "wrist_perplexity", "restart_fraction_per_step"],
         output_dir / "training_curve.png",
     )
-    datasets = args.card_datasets or hub_ids([args.dataset])
+    datasets = args.card_datasets or hub_repo_ids([args.dataset])
     write_tokenizer_card(output_dir, model.config, report, arguments, datasets=datasets)
 
 
