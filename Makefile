@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export MUJOCO_GL ?= egl
 
-.PHONY: setup hand-tracking quickstart space test lint clean
+.PHONY: setup hand-tracking quickstart space test check-floors lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ space: setup
 
 test: hand-tracking
 	$(BIN)/python -m pytest -q
+
+# Every declared dependency floor installed exactly in a fresh venv without this repo, then a load + generate
+# smoke test of a saved tiny model (tests/scripts/floor_smoke.py); see .ci/check_floors.
+check-floors: setup
+	PROJECT_PYTHON=$(BIN)/python bash .ci/check_floors
 
 lint: setup
 	$(BIN)/ruff check .
