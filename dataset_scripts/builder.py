@@ -359,6 +359,81 @@ def _check_hook_columns(row: Mapping[str, Any], ssl_shape: tuple[int, int] | Non
 
 
 # ------------------------------------------------------------------------------------------------------------
+# Row validation
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RowValidator:
+    """The checks every row passes before a shard holds it, against the optional columns the build settled on.
+
+    Why a class of its own: the builder and the datatrove pipeline (`dataset_scripts.datatrove_pipeline`, one
+    validator per task) must accept and reject exactly the same rows, so both call this one. `ids` holds the ids
+    seen so far; a pipeline task sees only its own, the pipeline's merge step checks ids across tasks.
+    """
+
+    ssl_shape: tuple[int, int] | None
+    with_tokens: bool
+    ssl_hooked: bool = False
+    token_hooked: bool = False
+    ids: set[str] = dataclasses.field(default_factory=set)
+
+    @classmethod
+    def for_first_row(
+        cls, first_row: Mapping[str, Any], ssl_hook: SslFeatureHook | None, token_hook: MotionTokenHook | None
+    ) -> RowValidator:
+        """Optional columns come from the hooks, or from what the build's first row carries (sources may add
+        them); the first row fixes them even if it is rejected itself."""
+        if ssl_hook is not None:
+            ssl_shape: tuple[int, int] | None = tuple(ssl_hook.feature_shape)  # type: ignore[assignment]
+        elif first_row.get("ssl_features") is not None:
+            ssl_shape = tuple(np.asarray(first_row["ssl_features"]).shape[1:])  # type: ignore[assignment]
+        else:
+            ssl_shape = None
+        with_tokens = token_hook is not None or first_row.get("motion_tokens") is not None
+        return cls(ssl_shape, with_tokens, ssl_hook is not None, token_hook is not None)
+
+    @property
+    def features(self) -> datasets.Features:
+        return unihand_features(self.ssl_shape, self.with_tokens)
+
+    @property
+    def hooked(self) -> bool:
+        return self.ssl_hooked or self.token_hooked
+
+    def validate(self, row: dict[str, Any]) -> str:
+        """Validate one source row in place (pops `split`); returns the split."""
+        row_id = str(row.get("id", "<no id>"))
+        split = row.pop("split", None)
+        if split not in SPLITS:
+            raise RowValidationError(row_id, "split", f"{split!r} is not one of {SPLITS}; sources must set it.")
+        passthrough_ssl = self.ssl_shape if not self.ssl_hooked else None
+        validate_row(row, passthrough_ssl)
+        if row["domain"] not in SPLIT_DOMAINS[split]:
+            raise RowValidationError(
+                row_id, "split", f"a {row['domain']} row cannot go to {split}; {split} holds {SPLIT_DOMAINS[split]}."
+            )
+        extra = set(row) - set(COLUMN_DOCS) - {"ssl_features", "motion_tokens"}
+        if extra:
+            raise RowValidationError(row_id, sorted(extra)[0], "not a schema column; drop it or add it to the schema.")
+        if row_id in self.ids:
+            raise duplicate_id_error(row_id)
+        self.ids.add(row_id)
+        if not self.hooked:
+            _check_hook_columns(row, self.ssl_shape, self.with_tokens)
+        return split
+
+    def check_hooked(self, row: Mapping[str, Any]) -> None:
+        """After the hooks ran: the columns they attached have the build's shapes."""
+        _check_hook_columns(row, self.ssl_shape, self.with_tokens)
+
+
+def duplicate_id_error(row_id: str) -> RowValidationError:
+    """The error a repeated id raises, wherever it is found (the builder, a pipeline task or its merge)."""
+    return RowValidationError(row_id, "id", "duplicate id; ids must be unique across the whole build.")
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Shard writing
 # ------------------------------------------------------------------------------------------------------------
 
@@ -400,7 +475,7 @@ class ShardRecord:
 class _Lane:
     """One of the parallel shards of a (domain, split): its pending row group and its open file."""
 
-    pending: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    pending: list[dict[str, Any] | pa.Table] = dataclasses.field(default_factory=list)
     pending_bytes: int = 0
     file: BinaryIO | None = None
     writer: pq.ParquetWriter | None = None
@@ -441,7 +516,9 @@ class _ShardWriter:
         self.index = 0
         self.shards: list[ShardRecord] = []
 
-    def add(self, row: dict[str, Any], nbytes: int) -> None:
+    def add(self, row: dict[str, Any] | pa.Table, nbytes: int) -> None:
+        """Deal one row to the next lane: a row dict, or a one-row table already encoded with `features` (rows
+        staged by `dataset_scripts.datatrove_pipeline`, so they are not decoded and encoded again)."""
         lane = self.lanes[self.dealt % len(self.lanes)]
         self.dealt += 1
         lane.pending.append(row)
@@ -480,10 +557,16 @@ class _ShardWriter:
                 column_encoding={MOTION_LEAF: "BYTE_STREAM_SPLIT"},
             )
         assert lane.writer is not None
-        lane.writer.write_table(_encode_rows(lane.pending, self.features), row_group_size=len(lane.pending))
+        lane.writer.write_table(self._pending_table(lane.pending), row_group_size=len(lane.pending))
         lane.rows += len(lane.pending)
         lane.groups += 1
         lane.pending, lane.pending_bytes = [], 0
+
+    def _pending_table(self, pending: Sequence[dict[str, Any] | pa.Table]) -> pa.Table:
+        if not isinstance(pending[0], pa.Table):
+            return _encode_rows(pending, self.features)  # type: ignore[arg-type]
+        table = pa.concat_tables(pending).combine_chunks()  # type: ignore[arg-type]
+        return pa.Table.from_arrays(table.columns, schema=self.features.arrow_schema)
 
     def close_generation(self) -> None:
         """Close every lane's open file under its final, consecutive shard name."""
@@ -593,51 +676,18 @@ class UniHandBuilder:
 
     # -------------------------------------------------------------- setup
     def _prepare_output(self) -> None:
-        existing = list((self.output_dir / DATA_DIR).glob("**/*.parquet"))
-        if existing and not self.overwrite:
-            raise FileExistsError(
-                f"{self.output_dir} already holds {len(existing)} shards; pass overwrite=True (CLI: --overwrite) to "
-                "replace them, or choose another --output."
-            )
-        if existing:
-            shutil.rmtree(self.output_dir / DATA_DIR)
-            for name in ("README.md", BUILD_INFO_FILE, "preview.png", "LICENSE.md"):
-                (self.output_dir / name).unlink(missing_ok=True)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        prepare_output(self.output_dir, self.overwrite)
 
     def _resolve_schema(self, first_row: Mapping[str, Any]) -> None:
         """Fix the optional columns from the hooks, or from what the first row carries (sources may add them)."""
-        if self.ssl_hook is not None:
-            self._ssl_shape: tuple[int, int] | None = tuple(self.ssl_hook.feature_shape)  # type: ignore[assignment]
-        elif first_row.get("ssl_features") is not None:
-            self._ssl_shape = tuple(np.asarray(first_row["ssl_features"]).shape[1:])  # type: ignore[assignment]
-        else:
-            self._ssl_shape = None
-        self._with_tokens = self.token_hook is not None or first_row.get("motion_tokens") is not None
-        self.features = unihand_features(self._ssl_shape, self._with_tokens)
+        self._validator = RowValidator.for_first_row(first_row, self.ssl_hook, self.token_hook)
+        self._ssl_shape, self._with_tokens = self._validator.ssl_shape, self._validator.with_tokens
+        self.features = self._validator.features
 
     # -------------------------------------------------------------- rows
     def _validate(self, row: dict[str, Any]) -> str:
         """Validate one source row in place (pops `split`); returns the split."""
-        row_id = str(row.get("id", "<no id>"))
-        split = row.pop("split", None)
-        if split not in SPLITS:
-            raise RowValidationError(row_id, "split", f"{split!r} is not one of {SPLITS}; sources must set it.")
-        passthrough_ssl = self._ssl_shape if self.ssl_hook is None else None
-        validate_row(row, passthrough_ssl)
-        if row["domain"] not in SPLIT_DOMAINS[split]:
-            raise RowValidationError(
-                row_id, "split", f"a {row['domain']} row cannot go to {split}; {split} holds {SPLIT_DOMAINS[split]}."
-            )
-        extra = set(row) - set(COLUMN_DOCS) - {"ssl_features", "motion_tokens"}
-        if extra:
-            raise RowValidationError(row_id, sorted(extra)[0], "not a schema column; drop it or add it to the schema.")
-        if row_id in self._ids:
-            raise RowValidationError(row_id, "id", "duplicate id; ids must be unique across the whole build.")
-        self._ids.add(row_id)
-        if self.ssl_hook is None and self.token_hook is None:
-            _check_hook_columns(row, self._ssl_shape, self._with_tokens)
-        return split
+        return self._validator.validate(row)
 
     def _reject(self, error: RowValidationError) -> None:
         self.report.rejected[error.field] += 1
@@ -688,7 +738,6 @@ class UniHandBuilder:
         self.report = BuildReport(self.output_dir)
         self._writers: dict[tuple[str, str], _ShardWriter] = {}
         self._pending: list[tuple[dict[str, Any], str]] = []
-        self._ids: set[str] = set()
         self._ssl_shape, self._with_tokens = None, False
         self.features: datasets.Features | None = None
         start = time.perf_counter()
@@ -747,14 +796,7 @@ class UniHandBuilder:
             self.report.shards.extend(writer.shards)
         self.report.seconds = time.perf_counter() - start
         self._write_build_info(command, sources)
-        try:
-            from dataset_scripts import card
-
-            if self.preview and self.report.total_rows:
-                card.render_preview(self.output_dir, self.output_dir / "preview.png")
-            card.write_card(self.output_dir)
-        except Exception:
-            logger.exception("could not write the dataset card for %s; run `python -m dataset_scripts info`", self)
+        write_card_and_preview(self.output_dir, self.preview and bool(self.report.total_rows))
         rejected = sum(self.report.rejected.values())
         logger.info(
             "%s: %d rows in %d shards, %d rejected, %.1f s",
@@ -766,38 +808,102 @@ class UniHandBuilder:
         )
 
     def _write_build_info(self, command: str | None, sources: Sequence[ClipSource]) -> None:
-        report = self.report
-        info = {
-            "format_version": 1,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "completed": report.completed,
-            "command": command,
-            "sources": [
-                {"name": getattr(source, "name", type(source).__name__), "options": _jsonable(vars(source))}
-                for source in sources
-            ],
+        write_build_info(
+            self.output_dir,
+            self.report,
+            command=command,
+            sources=sources,
+            settings=self.settings(),
+            features=self.features,
+            ssl_encoder=self.ssl_hook.describe() if self.ssl_hook else None,
+            motion_tokenizer=self.token_hook.describe() if self.token_hook else None,
+        )
+
+    def settings(self) -> dict[str, Any]:
+        """The layout settings the build record keeps (shared with the datatrove pipeline's record)."""
+        return {
             "shard_bytes_target": self.shard_bytes,
             "row_group_rows": self.row_group_rows,
             "shards_per_split": self.shards_per_split,
             "on_error": self.on_error,
-            "features": self.features.to_dict() if self.features is not None else None,
-            "ssl_encoder": self.ssl_hook.describe() if self.ssl_hook else None,
-            "motion_tokenizer": self.token_hook.describe() if self.token_hook else None,
-            "rows_written": report.total_rows,
-            "rejected": {
-                "count": sum(report.rejected.values()),
-                "by_field": dict(report.rejected),
-                "rows": report.rejected_rows,
-            },
-            "seconds": round(report.seconds, 2),
-            "versions": {
-                "python": sys.version.split()[0],
-                "datasets": datasets.__version__,
-                "torch": torch.__version__,
-                "numpy": np.__version__,
-            },
         }
-        (self.output_dir / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Repo-level steps shared with the datatrove pipeline (one home each)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def prepare_output(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to mix two builds in one folder; with `overwrite`, remove the previous build's shards and files."""
+    existing = list((output_dir / DATA_DIR).glob("**/*.parquet"))
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{output_dir} already holds {len(existing)} shards; pass overwrite=True (CLI: --overwrite) to "
+            "replace them, or choose another --output."
+        )
+    if existing:
+        shutil.rmtree(output_dir / DATA_DIR)
+        for name in ("README.md", BUILD_INFO_FILE, "preview.png", "LICENSE.md"):
+            (output_dir / name).unlink(missing_ok=True)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_build_info(
+    output_dir: Path,
+    report: BuildReport,
+    *,
+    command: str | None,
+    sources: Sequence[ClipSource],
+    settings: Mapping[str, Any],
+    features: datasets.Features | None,
+    ssl_encoder: dict[str, Any] | None,
+    motion_tokenizer: dict[str, Any] | None,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write `unihand_build.json`: what was built, how, and what was rejected (the card reads it)."""
+    info = {
+        "format_version": 1,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "completed": report.completed,
+        "command": command,
+        "sources": [
+            {"name": getattr(source, "name", type(source).__name__), "options": _jsonable(vars(source))}
+            for source in sources
+        ],
+        **settings,
+        "features": features.to_dict() if features is not None else None,
+        "ssl_encoder": ssl_encoder,
+        "motion_tokenizer": motion_tokenizer,
+        "rows_written": report.total_rows,
+        "rejected": {
+            "count": sum(report.rejected.values()),
+            "by_field": dict(report.rejected),
+            "rows": report.rejected_rows,
+        },
+        "seconds": round(report.seconds, 2),
+        **(extra or {}),
+        "versions": {
+            "python": sys.version.split()[0],
+            "datasets": datasets.__version__,
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+    }
+    (output_dir / BUILD_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def write_card_and_preview(output_dir: Path, preview: bool) -> None:
+    """Render `preview.png` (when asked) and write the card for the shards on disk; never raises, so a card
+    problem cannot lose the shards already written."""
+    try:
+        from dataset_scripts import card
+
+        if preview:
+            card.render_preview(output_dir, output_dir / "preview.png")
+        card.write_card(output_dir)
+    except Exception:
+        logger.exception("could not write the dataset card for %s; run `python -m dataset_scripts info`", output_dir)
 
 
 def build_unihand(

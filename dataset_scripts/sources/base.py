@@ -33,6 +33,17 @@ class ClipSource(abc.ABC):
         """Number of rows `iter_rows` will yield, when known (for progress bars)."""
         return None
 
+    def num_units(self) -> int | None:
+        """Independent pieces of input (clips of a procedural source, ...) that `iter_unit_rows` produces
+        separately, so that a pipeline can split the source over tasks (`dataset_scripts.datatrove_pipeline`).
+        None (the default): the source runs as one task, e.g. when its row ids count rows across its whole input."""
+        return None
+
+    def iter_unit_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        """Rows of units `start .. stop - 1`. Contract: over consecutive ranges covering `0 .. num_units()`, the
+        concatenated rows equal `iter_rows()` (same ids, contents and order), whichever process runs each range."""
+        raise NotImplementedError(f"source {self.name!r} is not splittable (num_units() is None).")
+
 
 def register_source(name: str) -> Callable[[type[ClipSource]], type[ClipSource]]:
     def decorate(cls: type[ClipSource]) -> type[ClipSource]:

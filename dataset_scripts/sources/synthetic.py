@@ -162,29 +162,37 @@ class SyntheticSource(ClipSource):
         return plan_clip_spec(self.options, index)
 
     def iter_rows(self) -> Iterator[dict[str, Any]]:
-        rows = self._iter_serial() if self.workers == 1 or self.num_clips <= 1 else self._iter_parallel()
-        desc = f"synthetic {self.options.domain}/{self.options.split}"
-        yield from tqdm(rows, total=self.num_clips, desc=desc, unit="clip", disable=not self.progress)
+        yield from self.iter_unit_rows(0, self.num_clips)
 
-    def _iter_serial(self) -> Iterator[dict[str, Any]]:
+    def num_units(self) -> int:
+        """One unit per clip: clip i depends only on (seed, domain, split, i) (docs/design.md §4)."""
+        return self.num_clips
+
+    def iter_unit_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        indices = range(start, min(stop, self.num_clips))
+        rows = self._iter_serial(indices) if self.workers == 1 or len(indices) <= 1 else self._iter_parallel(indices)
+        desc = f"synthetic {self.options.domain}/{self.options.split}"
+        yield from tqdm(rows, total=len(indices), desc=desc, unit="clip", disable=not self.progress)
+
+    def _iter_serial(self, indices: range) -> Iterator[dict[str, Any]]:
         _ensure_gl_backend()
         from dataset_scripts.hand_world.clip import render_row
         from dataset_scripts.hand_world.renderer import SceneRenderer
 
         renderer = SceneRenderer(*self.options.image_size)
         try:
-            for index in range(self.num_clips):
+            for index in indices:
                 yield render_row(renderer, plan_clip_spec(self.options, index))
         finally:
             renderer.close()
 
-    def _iter_parallel(self) -> Iterator[dict[str, Any]]:
+    def _iter_parallel(self, indices: range) -> Iterator[dict[str, Any]]:
         # spawn, not fork: a forked child would inherit the parent's GL/EGL state (and torch's thread pool).
         _ensure_gl_backend()
         context = multiprocessing.get_context("spawn")
-        jobs = ((self.options, index) for index in range(self.num_clips))
+        jobs = ((self.options, index) for index in indices)
         width, height = self.options.image_size
         with context.Pool(self.workers, initializer=_init_worker, initargs=(width, height, None)) as pool:
             # imap keeps submission order, so the row order does not depend on the number of workers.
             yield from pool.imap(_render_in_worker, jobs, chunksize=2)
-        logger.debug("synthetic: %d clips rendered by %d workers.", self.num_clips, self.workers)
+        logger.debug("synthetic: %d clips rendered by %d workers.", len(indices), self.workers)
