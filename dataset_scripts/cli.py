@@ -5,6 +5,7 @@
         --source synthetic:domain=wild,split=train,num_clips=800 \\
         --source video:root=../shared/data/hands
     python -m dataset_scripts build-default --output DIR      # the mini UniHand-Mix recipe
+    python -m dataset_scripts build-datatrove --output DIR --workers 2 --source ...  # same repo, datatrove tasks
     python -m dataset_scripts info DIR                        # counts per config / split / source / task type
     python -m dataset_scripts preview DIR --output preview.png
 
@@ -27,6 +28,7 @@ import os
 import pkgutil
 import shlex
 import sys
+import time
 import types
 import typing
 from collections.abc import Sequence
@@ -289,6 +291,88 @@ def cmd_build_default(args: argparse.Namespace, sources: dict[str, type]) -> int
     return _run_build(args, specs, sources)
 
 
+def _executor_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Cluster settings of `build-datatrove` for the executor's constructor (local takes none)."""
+    if args.executor == "slurm":
+        options: dict[str, Any] = {
+            "partition": args.partition,
+            "time": args.time,
+            "cpus_per_task": args.cpus_per_task,
+            "mem_per_cpu_gb": args.mem_per_cpu_gb,
+            "job_name": args.job_name,
+            "venv_path": args.venv_path,
+        }
+        if args.sbatch_args:
+            options["sbatch_args"] = json.loads(args.sbatch_args)
+        return options
+    if args.executor == "ray":
+        return {"cpus_per_task": args.cpus_per_task, "mem_per_cpu_gb": args.mem_per_cpu_gb}
+    return {}
+
+
+def cmd_build_datatrove(args: argparse.Namespace, sources: dict[str, type]) -> int:
+    """`build` as a datatrove pipeline: same repo, many tasks, resumable (dataset_scripts.datatrove_pipeline)."""
+    from dataset_scripts import datatrove_pipeline as pipeline
+    from dataset_scripts.schema import RowValidationError
+
+    instances = [parse_source_spec(spec, sources) for spec in args.source]
+    if args.dry_run:
+        tasks = pipeline.plan_tasks(instances, args.units_per_task)
+        work = args.work_dir or pipeline.default_work_dir(args.output)
+        lines = [f"{len(tasks)} stage-1 tasks ({args.executor} executor, work folder {work}):"]
+        lines += [f"  {rank:5d}  {task.describe(instances)}" for rank, task in enumerate(tasks)]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return 0
+    command = "python -m dataset_scripts build-datatrove --output " + shlex.quote(str(args.output))
+    command += "".join(f" --source {shlex.quote(spec)}" for spec in args.source)
+    hook = {"token_selection": args.ssl_tokens, "pool_grid": args.ssl_pool_grid}
+    start = time.perf_counter()
+    try:
+        info = pipeline.build_with_datatrove(
+            args.output,
+            instances,
+            executor=args.executor,
+            workers=args.workers,
+            units_per_task=args.units_per_task,
+            work_dir=args.work_dir,
+            overwrite=args.overwrite,
+            shard_bytes=args.shard_size,
+            shards_per_split=args.shards_per_split,
+            on_error=args.on_error,
+            ssl_encoder={"encoder_dir": args.ssl_encoder, **hook} if args.ssl_encoder else None,
+            motion_tokenizer={"tokenizer_dir": args.motion_tokenizer} if args.motion_tokenizer else None,
+            preview=not args.no_preview,
+            progress=not args.no_progress,
+            keep_staging=args.keep_staging,
+            command=command,
+            executor_options=_executor_options(args),
+        )
+    except (ImportError, FileExistsError) as error:
+        logger.error("%s", error)
+        return 1
+    except RowValidationError as error:
+        logger.error(
+            "build stopped at row %r, field %r; fix the source and rerun the same command (finished tasks are kept)",
+            error.row_id,
+            error.field,
+        )
+        return 2
+    if args.executor == "slurm":
+        logger.info("submitted; rerun the same command to resume tasks that did not finish")
+        return 0
+    seconds = time.perf_counter() - start
+    rows = int(info.get("rows_written", 0))
+    logger.info(
+        "built %s: %d rows, %d rejected, %.1f s in this run (%.1f clips/min)",
+        args.output,
+        rows,
+        info.get("rejected", {}).get("count", 0),
+        seconds,
+        60 * rows / max(seconds, 1e-9),
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace, sources: dict[str, type]) -> int:
     from dataset_scripts.builder import read_build_info
     from dataset_scripts.card import check_repo, collect_stats, stats_tables, write_card
@@ -402,6 +486,42 @@ def make_parser(sources: dict[str, type]) -> argparse.ArgumentParser:
     )
     _add_build_options(build)
     build.set_defaults(func=cmd_build)
+
+    scale = commands.add_parser(
+        "build-datatrove",
+        help="`build` as a datatrove pipeline (local processes, Slurm or Ray), resumable",
+        description=(
+            "Build the same repo as `build` from the same --source specs, as datatrove tasks: one task per slice "
+            "of input (--units-per-task clips of a splittable source, or a whole source), then one merge task per "
+            "domain and split, then the card. Rerun the same command to resume: finished tasks (completion markers "
+            "in --work-dir) are skipped. Needs datatrove (pip install 'datatrove>=0.10.1')."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=describe_sources(sources),
+    )
+    scale.add_argument(
+        "--source", action="append", required=True, metavar="NAME:KEY=VALUE,...", help="a source and its options"
+    )
+    _add_build_options(scale)
+    scale.add_argument("--executor", choices=("local", "slurm", "ray"), default="local", help="datatrove executor")
+    scale.add_argument("--workers", type=int, default=2, help="tasks run at once (local: processes; default 2)")
+    scale.add_argument(
+        "--units-per-task", type=int, default=32, help="clips of a splittable source per task (default 32)"
+    )
+    scale.add_argument(
+        "--work-dir", type=Path, default=None, help="logs, completion markers, staged rows (default OUTPUT.datatrove)"
+    )
+    scale.add_argument("--keep-staging", action="store_true", help="keep the staged rows after the repo is written")
+    scale.add_argument("--dry-run", action="store_true", help="print the tasks and stop")
+    cluster = scale.add_argument_group("cluster (slurm / ray)")
+    cluster.add_argument("--partition", default="cpu", help="slurm partition")
+    cluster.add_argument("--time", default="04:00:00", help="slurm time limit per task")
+    cluster.add_argument("--cpus-per-task", type=int, default=1, help="CPUs per task (slurm, ray)")
+    cluster.add_argument("--mem-per-cpu-gb", type=float, default=4, help="memory per CPU in GB (slurm, ray)")
+    cluster.add_argument("--job-name", default="unihand_mix", help="slurm job name")
+    cluster.add_argument("--venv-path", default=sys.prefix, help="venv activated in slurm jobs (default: this one)")
+    cluster.add_argument("--sbatch-args", default=None, help='extra sbatch options as JSON, e.g. {"account": "x"}')
+    scale.set_defaults(func=cmd_build_datatrove)
 
     default = commands.add_parser(
         "build-default",
