@@ -506,7 +506,10 @@ def make_parser(sources: dict[str, type]) -> argparse.ArgumentParser:
     scale.add_argument("--executor", choices=("local", "slurm", "ray"), default="local", help="datatrove executor")
     scale.add_argument("--workers", type=int, default=2, help="tasks run at once (local: processes; default 2)")
     scale.add_argument(
-        "--units-per-task", type=int, default=32, help="clips of a splittable source per task (default 32)"
+        "--units-per-task",
+        type=int,
+        default=None,
+        help="input per stage-1 task: clips of a procedural source, videos of a video source (default 32, 1)",
     )
     scale.add_argument(
         "--work-dir", type=Path, default=None, help="logs, completion markers, staged rows (default OUTPUT.datatrove)"

@@ -128,10 +128,11 @@ class TaskSlice:
         return f"source {self.source_index} ({name}) {span}"
 
 
-def plan_tasks(sources: Sequence[ClipSource], units_per_task: int = DEFAULT_UNITS_PER_TASK) -> list[TaskSlice]:
-    """Slices in source order (the builder's row order): ranges of `units_per_task` units of splittable sources,
-    one task for a source that is not (`num_units()` None)."""
-    if units_per_task < 1:
+def plan_tasks(sources: Sequence[ClipSource], units_per_task: int | None = None) -> list[TaskSlice]:
+    """Slices in source order (the builder's row order): ranges of `units_per_task` units of splittable sources
+    (default: the source's `default_units_per_task`, e.g. 1 video, else 32 clips), one task for a source that is
+    not splittable (`num_units()` None)."""
+    if units_per_task is not None and units_per_task < 1:
         raise ValueError(f"units_per_task must be >= 1, got {units_per_task}.")
     tasks: list[TaskSlice] = []
     for index, source in enumerate(sources):
@@ -139,10 +140,23 @@ def plan_tasks(sources: Sequence[ClipSource], units_per_task: int = DEFAULT_UNIT
         if units is None:
             tasks.append(TaskSlice(index))
             continue
-        tasks += [
-            TaskSlice(index, start, min(start + units_per_task, units)) for start in range(0, units, units_per_task)
-        ]
+        size = units_per_task or getattr(source, "default_units_per_task", None) or DEFAULT_UNITS_PER_TASK
+        tasks += [TaskSlice(index, start, min(start + size, units)) for start in range(0, units, size)]
     return tasks
+
+
+def _global_id_makers(
+    sources: Sequence[ClipSource], tasks: Sequence[TaskSlice], metas: Sequence[Mapping[str, Any]]
+) -> list[Any]:
+    """rank -> function giving the id `iter_rows` would have given a row of that task: sources whose ids count
+    rows (the video source) number each range from 0, so the rows yielded by earlier ranges are added."""
+    rows_before: Counter = Counter()
+    makers = []
+    for task, meta in zip(tasks, metas, strict=True):
+        source, offset = sources[task.source_index], rows_before[task.source_index]
+        makers.append(lambda row_id, source=source, offset=offset: source.global_row_id(row_id, offset))
+        rows_before[task.source_index] += meta["rows_yielded"]
+    return makers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -390,17 +404,17 @@ def _staged_path(settings: PipelineSettings, rank: int, key: tuple[str, str]) ->
     return settings.staging / f"{rank:05d}" / f"{key[0]}-{key[1]}.parquet"
 
 
-def _duplicates_across_tasks(settings: PipelineSettings, num_tasks: int) -> dict[int, set[str]]:
-    """rank -> ids an earlier task already staged. A task's own ids are unique (its validator checked), so the
-    first occurrence in source order is kept, as in the builder; only the small id columns are read."""
+def _duplicates_across_tasks(settings: PipelineSettings, global_ids: Sequence[Any]) -> dict[int, set[str]]:
+    """rank -> (global) ids an earlier task already staged. A task's own ids are unique (its validator checked),
+    so the first occurrence in source order is kept, as in the builder; only the small id columns are read."""
     seen: set[str] = set()
     duplicates: dict[int, set[str]] = {}
-    for rank in range(num_tasks):
+    for rank, global_id in enumerate(global_ids):
         ids: set[str] = set()
         for key in SHARD_KEYS:
             path = _staged_path(settings, rank, key)
             if path.exists():
-                ids.update(pq.read_table(path, columns=["id"]).column("id").to_pylist())
+                ids.update(map(global_id, pq.read_table(path, columns=["id"]).column("id").to_pylist()))
         if repeated := ids & seen:
             duplicates[rank] = repeated
         seen |= ids
@@ -414,10 +428,11 @@ class MergeShardsStep(PipelineStep):
     name = "merge shards"
     type = "UniHand-Mix"
 
-    def __init__(self, num_tasks: int, settings: PipelineSettings) -> None:
+    def __init__(self, sources: Sequence[ClipSource], tasks: Sequence[TaskSlice], settings: PipelineSettings) -> None:
         require_datatrove()
         super().__init__()
-        self.num_tasks, self.settings = num_tasks, settings
+        self.sources, self.tasks, self.settings = list(sources), list(tasks), settings
+        self.num_tasks = len(self.tasks)
 
     def run(self, data: Any = None, rank: int = 0, world_size: int = 1) -> Iterator[Any]:
         yield from data or ()
@@ -433,7 +448,8 @@ class MergeShardsStep(PipelineStep):
         metas = _read_task_metas(settings, self.num_tasks)
         ssl_shape, with_tokens = _build_optional_columns(metas)
         features = unihand_features(ssl_shape, with_tokens)
-        duplicates = _duplicates_across_tasks(settings, self.num_tasks)
+        global_ids = _global_id_makers(self.sources, self.tasks, metas)
+        duplicates = _duplicates_across_tasks(settings, global_ids)
         writer = _ShardWriter(
             output,
             domain,
@@ -456,10 +472,12 @@ class MergeShardsStep(PipelineStep):
                 repeated = duplicates.get(task_rank, set())
                 for batch in pq.ParquetFile(path).iter_batches(batch_size=STAGED_BATCH_ROWS):
                     table = pa.Table.from_batches([batch])
-                    ids = table.column("id").to_pylist()
+                    ids = list(map(global_ids[task_rank], table.column("id").to_pylist()))
                     nbytes = table.column(NBYTES_COLUMN).to_pylist()
                     positions = table.column(POSITION_COLUMN).to_pylist()
                     table = table.drop_columns([NBYTES_COLUMN, POSITION_COLUMN])
+                    id_column = pa.array(ids, table.schema.field("id").type)
+                    table = table.set_column(table.schema.get_field_index("id"), "id", id_column)
                     for index, row_id in enumerate(ids):
                         if row_id in repeated:
                             error = duplicate_id_error(row_id)
@@ -512,9 +530,12 @@ class FinishRepoStep(PipelineStep):
         ssl_shape, with_tokens = _build_optional_columns(metas)
         report = BuildReport(output)
         rejects: list[tuple[int, int, dict[str, str]]] = []
+        global_ids = _global_id_makers(self.sources, self.tasks, metas)
         for meta in metas:
             for item in meta["rejected"]:
-                rejects.append((meta["rank"], item["position"], item))
+                row_id = global_ids[meta["rank"]](item["id"])
+                error = item["error"].replace(repr(item["id"]), repr(row_id), 1)
+                rejects.append((meta["rank"], item["position"], item | {"id": row_id, "error": error}))
         for key in SHARD_KEYS:
             path = work / MERGED_DIR / f"{key[0]}-{key[1]}.json"
             merged = json.loads(path.read_text())
@@ -616,7 +637,7 @@ def build_with_datatrove(
     *,
     executor: ExecutorKind = "local",
     workers: int = 2,
-    units_per_task: int = DEFAULT_UNITS_PER_TASK,
+    units_per_task: int | None = None,
     work_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     shard_bytes: int | str = DEFAULT_SHARD_BYTES,
@@ -696,7 +717,7 @@ def build_with_datatrove(
     )
     merge = make_executor(
         executor,
-        [MergeShardsStep(len(tasks), settings)],
+        [MergeShardsStep(sources, tasks, settings)],
         len(SHARD_KEYS),
         work / STAGE_NAMES[1],
         workers,

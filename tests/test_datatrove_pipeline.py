@@ -209,3 +209,28 @@ def test_cli_build_datatrove_dry_run_build_resume_and_info(tmp_path: Path, capsy
     assert "card check: ok" in capsys.readouterr().out
     bad = ["--plugin", PLUGIN, "build-datatrove", "--output", str(tmp_path / "bad")]
     assert cli.main([*bad, "--source", "fixture:num_clips=4,corrupt=2:shape", *options]) == 2
+
+
+def test_video_source_one_video_per_task_keeps_the_builders_ids(tmp_path: Path) -> None:
+    """Video row ids count rows across the whole source; each task numbers its videos' rows from 0 and the merge
+    renumbers them (`ClipSource.global_row_id`), so the ids and shards are the builder's."""
+    pytest.importorskip("av", reason="PyAV is needed to write the test videos")
+    from dataset_scripts.sources.video import VideoSource
+    from tests.test_video_ingest import write_video
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for name, frames in (("a.mp4", 90), ("b.mp4", 60), ("c.mp4", 75)):
+        write_video(folder / name, frames, fps=30, size=(96, 64))
+
+    def sources() -> list[VideoSource]:
+        return [VideoSource(folder, tracker="none", progress=False, max_clip_seconds=2.0)]
+
+    assert len(plan_tasks(sources())) == 3, "one task per video by default"
+    built = tmp_path / "built"
+    build_unihand(built, sources(), progress=False, preview=False)
+    piped = tmp_path / "piped"
+    build_with_datatrove(piped, sources(), workers=1, progress=False, preview=False)
+    _assert_same_repo(built, piped)
+    ids = sorted(row_id for rows in _rows_by_split(piped).values() for row_id in rows)
+    assert len(ids) > 3 and ids[-1].endswith(f"{len(ids) - 1:06d}")

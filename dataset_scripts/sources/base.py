@@ -24,6 +24,8 @@ class ClipSource(abc.ABC):
     """Yields rows; subclasses document their options in the class docstring (shown by `build --help`)."""
 
     name: ClassVar[str]
+    #: Units per pipeline task when the command does not say (None: the pipeline's default, 32 clips).
+    default_units_per_task: ClassVar[int | None] = None
 
     @abc.abstractmethod
     def iter_rows(self) -> Iterator[dict[str, Any]]:
@@ -43,6 +45,11 @@ class ClipSource(abc.ABC):
         """Rows of units `start .. stop - 1`. Contract: over consecutive ranges covering `0 .. num_units()`, the
         concatenated rows equal `iter_rows()` (same ids, contents and order), whichever process runs each range."""
         raise NotImplementedError(f"source {self.name!r} is not splittable (num_units() is None).")
+
+    def global_row_id(self, row_id: str, rows_before: int) -> str:
+        """The id `iter_rows` gives a row that `iter_unit_rows` gave `row_id`, when `rows_before` rows of this
+        source come before its range. Ids that do not count rows (the default) are the same either way."""
+        return row_id
 
 
 def register_source(name: str) -> Callable[[type[ClipSource]], type[ClipSource]]:

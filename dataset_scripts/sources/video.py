@@ -382,13 +382,29 @@ class VideoSource(ClipSource):
 
     # -- rows ----------------------------------------------------------------------------------------------------
 
+    #: Decoding, tracking and fitting a video takes seconds to minutes: one video per pipeline task.
+    default_units_per_task = 1
+
     def iter_rows(self) -> Iterator[dict[str, Any]]:
         """Rows of every video in file-name order; skipped files and dropped clips are counted in ``report``."""
+        yield from self.iter_unit_rows(0, self.num_units())
+
+    def num_units(self) -> int:
+        """One unit per file under ``root`` (non-videos are skipped in place), for pipelines that split the
+        source over tasks; ids count rows across the whole source, so those renumber them (``global_row_id``)."""
+        return len(self._files())
+
+    def global_row_id(self, row_id: str, rows_before: int) -> str:
+        prefix, _, number = row_id.rpartition("-")
+        return f"{prefix}-{int(number) + rows_before:06d}"
+
+    def iter_unit_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        """Rows of files ``start .. stop - 1`` (file-name order), ids counted from 0 in this range."""
         self.report = IngestReport()
         self._next_index = 0
         metadata = self._load_metadata()
         base = self.root if self.root.is_dir() else self.root.parent
-        for path in self._files():
+        for path in self._files()[start:stop]:
             suffix = path.suffix.lower()
             key = path.relative_to(base).as_posix()
             if suffix in SIDECAR_SUFFIXES:
