@@ -15,6 +15,9 @@ sources             list[str]        B                       source of each row 
 domains             list[str]        B                       `lab` or `wild`
 instructions        list[str]        B                       instruction text x
 task_types          list[str]        B                       one of schema.TASK_TYPES
+describe            bool             (B,)                    the row is a motion-description sample (its
+                                                             instruction is the target text): rows flagged with
+                                                             DESCRIBE_KEY by the pretraining mixture
 label_sources       list[str]        B                       `exact`, `pseudo` or `none`
 first_frames        uint8            (B, H, W, 3)            v_1 of the (cropped) clip: the only frame the VLM sees
 boundary_frames     uint8            (B, N_max + 1, H, W, 3) frames at t = 0, 15, ..., zeros past boundary_mask;
@@ -62,6 +65,9 @@ from modeling_jala.hand_jala import D162_DIM
 
 IGNORE_TOKEN_ID = -100
 TOKENS_PER_CHUNK = 128
+#: Row key set by the pretraining mixture (`trainers.pretrain_collator.DescriptionMixture`) on the rows it draws as
+#: motion-description samples; rows without it are ordinary samples.
+DESCRIBE_KEY = "__describe__"
 
 
 def _open_image(image: Any) -> Image.Image:
@@ -218,6 +224,7 @@ class UniHandCollator:
             "domains": [str(row["domain"]) for row in rows],
             "instructions": [str(row["instruction"]) for row in rows],
             "task_types": [str(row["task_type"]) for row in rows],
+            "describe": torch.tensor([bool(row.get(DESCRIBE_KEY, False)) for row in rows], dtype=torch.bool),
             "label_sources": [str(row["label_source"]) for row in rows],
             "first_frames": torch.from_numpy(first_frames),
             "boundary_mask": torch.from_numpy(boundary_mask),

@@ -385,6 +385,9 @@ class JalaConfig(PreTrainedConfig):
             the expected latent decoded — the minimum-mean-squared-error motion under the model's per-slot
             marginals, which is what MPJPE rewards; that motion, tokenized again, is then committed as context
             for the next chunk. It costs one pass per chunk and needs no ensemble (docs/design.md §1.8).
+        description_weight (`float`, defaults to 1.0): (D) weight of L_desc, the language-model loss on the description
+            text of motion-description samples (docs/design.md §1.13); it applies only to batches that carry such
+            samples, so a run without them trains exactly L_MCP + λ L_align.
         initializer_range (`float`, defaults to 0.02): std of the normal init of new linear/embedding layers.
     """
 
@@ -422,6 +425,7 @@ class JalaConfig(PreTrainedConfig):
     decoding_steps: int = 16
     decoding_ensemble: int = 4
     decoding_strategy: str = "expected"
+    description_weight: float = 1.0
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs) -> None:
@@ -504,6 +508,8 @@ class JalaConfig(PreTrainedConfig):
             raise ValueError(f"JalaConfig.ssl_pool_grid must be a positive int or None, got {self.ssl_pool_grid}.")
         if self.decoding_steps < 1 or self.decoding_ensemble < 1:
             raise ValueError("JalaConfig.decoding_steps and decoding_ensemble must be >= 1.")
+        if self.description_weight < 0:
+            raise ValueError(f"JalaConfig.description_weight must be >= 0, got {self.description_weight}.")
         if self.decoding_strategy not in DECODING_STRATEGIES:
             raise ValueError(
                 f"JalaConfig.decoding_strategy must be one of {DECODING_STRATEGIES}, got {self.decoding_strategy!r}."

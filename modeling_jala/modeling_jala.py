@@ -43,7 +43,7 @@ from .hand_jala import JOINTS_XYZ, NUM_JOINTS
 from .lapa_jala import LatentActionQuantizer
 from .motion_tokenizer_jala import IGNORE_TOKEN_ID, JalaMotionTokenizer
 from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
-from .processing_jala import JalaProcessor
+from .processing_jala import DESCRIPTION_PROMPT, IGNORED_LABEL, JalaProcessor
 from .ssl_features_jala import encode_ssl_frames
 from .strict_loading_jala import HUB_DOWNLOAD_KWARGS, StrictLoadingMixin, hub_download_kwargs, join_subfolder
 
@@ -69,6 +69,7 @@ class JalaModelOutput(ModelOutput):
         latent_actions: (B, N, 2, K, H) z from the LAP, or None without future boundary frames / LAP.
         state_tokens: (B, 2K, H) the LSP context tokens.
         slot_mask: (B, N, 2) chunks that exist for present hands.
+        text_hidden_states: (B, Lt, H) final hidden states of the text after the motion (descriptions), or None.
     """
 
     last_hidden_state: Tensor | None = None
@@ -77,6 +78,7 @@ class JalaModelOutput(ModelOutput):
     latent_actions: Tensor | None = None
     state_tokens: Tensor | None = None
     slot_mask: Tensor | None = None
+    text_hidden_states: Tensor | None = None
 
 
 @dataclass
@@ -94,6 +96,11 @@ class JalaPretrainingOutput(ModelOutput):
             first, each part group-major then residual layer); NaN where no masked token used that codebook. They
             show the coarse residual layers being learned before the fine ones.
         num_masked_tokens: masked tokens that entered L_MCP.
+        description_loss: L_desc, the language-model cross-entropy on the description tokens of description samples
+            (None when the batch has none).
+        description_logits: (B, Lt, V) the backbone's LM head at the description positions (position t predicts
+            token t + 1), or None.
+        num_description_tokens: description tokens that entered L_desc.
         motion_mask: (B, N, 2, K) which slots were placeholders.
         predictive_embeddings / latent_actions / slot_mask: as in [`JalaModelOutput`].
     """
@@ -107,6 +114,9 @@ class JalaPretrainingOutput(ModelOutput):
     mcp_loss_per_codebook: Tensor | None = None
     mcp_accuracy_per_codebook: Tensor | None = None
     num_masked_tokens: Tensor | None = None
+    description_loss: Tensor | None = None
+    description_logits: Tensor | None = None
+    num_description_tokens: Tensor | None = None
     motion_mask: Tensor | None = None
     predictive_embeddings: Tensor | None = None
     latent_actions: Tensor | None = None
@@ -516,6 +526,19 @@ class JalaModel(JalaPreTrainedModel):
             position_ids=first_position + torch.arange(length, device=device)[None],
         )
 
+    def text_part(self, text_ids: Tensor, real_token: Tensor, before: SequencePart, offset: int = 0) -> SequencePart:
+        """Text tokens after the sequence `before` (the motion, for a description): causal, one block per token,
+        as the prefix is (docs/design.md §1.13). `real_token` (B, Lt) is False at padding, which no query may attend
+        to. `offset` is the index of the first of these tokens in the text (generation feeds one token at a time)."""
+        batch, length = text_ids.shape
+        steps = offset + 1 + torch.arange(length, device=text_ids.device)[None]
+        return SequencePart(
+            embeddings=self.get_input_embeddings()(text_ids).to(before.embeddings.dtype),
+            block_ids=(before.block_ids[:, -1:] + steps).expand(batch, -1),
+            key_valid=real_token.bool(),
+            position_ids=before.position_ids[:, -1:] + steps,
+        )
+
     def run_language_model(
         self, embeddings: Tensor, mask: Tensor, position_ids: Tensor, cache: Any = None
     ) -> tuple[Tensor, Tensor]:
@@ -547,6 +570,8 @@ class JalaModel(JalaPreTrainedModel):
         ssl_features: Tensor | None = None,
         ssl_pixel_values: Tensor | None = None,
         compute_latent_actions: bool = True,
+        text_ids: Tensor | None = None,
+        text_mask: Tensor | None = None,
     ) -> JalaModelOutput:
         """Run the block-causal sequence.
 
@@ -561,6 +586,8 @@ class JalaModel(JalaPreTrainedModel):
             hands_present: (B, 2) which hands act; absent hands' blocks are hidden from every query.
             ssl_features: (B, N + 1, P, D) frozen-encoder features of the boundary frames, or (B, 1, P, D) for
                 the first frame only (then z is not computed); or pass `ssl_pixel_values` (B, N + 1, 3, h, w).
+            text_ids / text_mask: (B, Lt) text after the motion (a description) and True at its real tokens,
+                right-padded; causal, after every motion block (docs/design.md §1.13).
         """
         if ssl_features is None:
             if ssl_pixel_values is None:
@@ -589,14 +616,19 @@ class JalaModel(JalaPreTrainedModel):
 
         context, state_tokens = self.context_part(input_ids, attention_mask, pixel_values, ssl_features[:, 0])
         motion = self.motion_part(motion_token_ids, motion_mask, slot_mask, context, first_chunk=0)
-        sequence = SequencePart.cat([context, motion])
+        parts = [context, motion]
+        if text_ids is not None:
+            real_token = torch.ones_like(text_ids, dtype=torch.bool) if text_mask is None else text_mask
+            parts.append(self.text_part(text_ids, real_token, SequencePart.cat(parts)))
+        sequence = SequencePart.cat(parts)
         mask = block_causal_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
         hidden, align_hidden = self.run_language_model(sequence.embeddings, mask, sequence.position_ids)
         block_tokens = tokens + 2
         motion_start = context.embeddings.shape[1]
+        motion_end = motion_start + motion.embeddings.shape[1]
 
         def slots(states: Tensor) -> Tensor:
-            blocks = states[:, motion_start:].view(batch, num_chunks, 2, block_tokens, -1)
+            blocks = states[:, motion_start:motion_end].view(batch, num_chunks, 2, block_tokens, -1)
             return blocks[:, :, :, 1:-1]
 
         latent = None
@@ -609,6 +641,7 @@ class JalaModel(JalaPreTrainedModel):
             latent_actions=latent,
             state_tokens=state_tokens,
             slot_mask=slot_mask,
+            text_hidden_states=None if text_ids is None else hidden[:, motion_end:],
         )
 
 
@@ -644,6 +677,12 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         self.slot_layout = MotionSlotLayout.from_config(tokenizer_config)
         self.motion_heads = MotionTokenHeads(hidden, self.slot_layout)
         self.latent_code_head = nn.Linear(hidden, config.lapa_codebook_size) if config.variant == "lapa" else None
+        # The backbone's own LM head for L_desc: its input embeddings when the VLM ties them (InternVL3 does, as
+        # transformers decides it: the VLM config's `tie_word_embeddings`), else an untied head of its own.
+        self.lm_head = None
+        if not getattr(config.vlm_config, "tie_word_embeddings", False):
+            text_config = config.vlm_config.get_text_config()
+            self.lm_head = nn.Linear(hidden, text_config.vocab_size, bias=False)
         self.motion_tokenizer = JalaMotionTokenizer(tokenizer_config)
         self.post_init()
         self.motion_tokenizer.requires_grad_(False)
@@ -811,6 +850,25 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         """(..., K, H) slot states -> (..., K, V) logits, each slot scored by its own codebook's head."""
         return self.motion_heads(motion_states)
 
+    def text_logits(self, text_states: Tensor) -> Tensor:
+        """(..., H) final (normed) states -> (..., vocabulary) logits through the backbone's LM head (tied to the
+        input embeddings where the VLM ties them)."""
+        weight = self.model.get_input_embeddings().weight if self.lm_head is None else self.lm_head.weight
+        return F.linear(text_states, weight.to(text_states.dtype))
+
+    def description_loss(self, text_states: Tensor, description_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(L_desc, logits, number of scored tokens): next-token cross-entropy where `description_labels` (B, Lt)
+        is not IGNORED_LABEL. Position t predicts token t + 1, so only description tokens (text and end) are ever
+        targets: the context before the text has no positions here at all (docs/design.md §1.13)."""
+        logits = self.text_logits(text_states)
+        targets = description_labels[:, 1:]
+        scored = targets != IGNORED_LABEL
+        if bool(scored.any()):
+            loss = F.cross_entropy(logits[:, :-1][scored].float(), targets[scored])
+        else:
+            loss = 0.0 * logits.sum()
+        return loss, logits, scored.sum()
+
     def forward(
         self,
         input_ids: Tensor,
@@ -826,12 +884,21 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         motion: Tensor | None = None,
         frame_lengths: Tensor | None = None,
         generator: torch.Generator | None = None,
+        describe: Tensor | None = None,
+        description_ids: Tensor | None = None,
+        description_mask: Tensor | None = None,
+        description_labels: Tensor | None = None,
         **unused: Any,
     ) -> JalaPretrainingOutput:
         """Hybrid loss on a batch (the collator contract of `dataset_scripts.collator`).
 
         Motion comes as `motion_token_ids` (B, N, 2, K), or as raw `motion` (B, 2, T, 162) + `frame_lengths`,
         tokenized here by the frozen tokenizer. `motion_mask` overrides the sampled masking (tests, evaluation).
+
+        Description samples (docs/design.md §1.13): rows flagged by `describe` (B,) see their whole motion (no
+        slot hidden, so no L_MCP and, being a different task, no L_align) and carry `description_ids` /
+        `description_mask` / `description_labels` (B, Lt) from `JalaProcessor.description_targets`: the text after
+        the motion, scored by L_desc. Without these keys the loss is exactly L_MCP + λ L_align.
         """
         batch = input_ids.shape[0]
         device = input_ids.device
@@ -854,6 +921,19 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             motion_mask = self.sample_motion_mask(slot_mask, labelled, generator)
         # Unlabelled clips never show their (pseudo-)tokens: they are placeholders throughout.
         motion_mask = motion_mask | ~labelled[:, None, None, None]
+        describing = description_ids is not None
+        if describing:
+            if describe is None or description_labels is None:
+                raise ValueError("description_ids need `describe` (B,) and description_labels (B, Lt) as well.")
+            describe = describe.bool()
+            if bool((describe & ~labelled).any()):
+                raise ValueError("description samples need labelled motion (the motion is the context).")
+            # A description reads the whole motion: every slot visible (docs/design.md §1.13).
+            motion_mask = motion_mask & ~describe[:, None, None, None]
+            # Rows that are not description samples carry no text: it must be invisible and unscored there.
+            description_mask = (description_labels != IGNORED_LABEL) if description_mask is None else description_mask
+            description_mask = description_mask.bool() & describe[:, None]
+            description_labels = description_labels.masked_fill(~describe[:, None], IGNORED_LABEL)
         if ssl_features is None:
             if ssl_pixel_values is None:
                 raise ValueError("pass ssl_features (precomputed) or ssl_pixel_values (frames for the SSL encoder).")
@@ -868,6 +948,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             chunk_mask=chunk_mask,
             hands_present=hands_present,
             ssl_features=ssl_features,
+            text_ids=description_ids,
+            text_mask=description_mask,
         )
         slot_mask = outputs.slot_mask
         targets_mask = motion_mask & slot_mask[..., None] & labelled[:, None, None, None]
@@ -891,6 +973,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         align_loss = None
         if outputs.latent_actions is not None:
             align_slots = slot_mask & (labelled[:, None, None] | self.config.trains_on_unlabelled)
+            if describing:
+                align_slots = align_slots & ~describe[:, None, None]
             difference = (outputs.predictive_embeddings - outputs.latent_actions).abs().mean(-1)  # (B, N, 2, K)
             weights = align_slots[..., None].to(difference.dtype).expand_as(difference)
             align_loss = (difference * weights).sum() / weights.sum().clamp_min(1)
@@ -903,6 +987,12 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             code_loss = F.cross_entropy(code_logits.float(), latent.codes[code_slots].detach())
             reconstruction_loss = latent.reconstruction_loss + latent.commitment_loss
             loss = loss + self.config.align_weight * code_loss + reconstruction_loss
+        description_loss = description_logits = num_description_tokens = None
+        if describing:
+            description_loss, description_logits, num_description_tokens = self.description_loss(
+                outputs.text_hidden_states, description_labels
+            )
+            loss = loss + self.config.description_weight * description_loss
         return JalaPretrainingOutput(
             loss=loss,
             mcp_loss=mcp_loss.detach(),
@@ -913,6 +1003,9 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             mcp_loss_per_codebook=per_codebook[0],
             mcp_accuracy_per_codebook=per_codebook[1],
             num_masked_tokens=num_masked,
+            description_loss=None if description_loss is None else description_loss.detach(),
+            description_logits=description_logits,
+            num_description_tokens=num_description_tokens,
             motion_mask=motion_mask,
             predictive_embeddings=outputs.predictive_embeddings,
             latent_actions=outputs.latent_actions,
@@ -1069,6 +1162,99 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         return JalaMotionGeneration(
             token_ids=ids.view(batch, ensemble, *ids.shape[1:])[:, 0], motion=motion, joints=joints
         )
+
+    @torch.no_grad()
+    def generate_description_ids(
+        self,
+        images: Any,
+        motion: Any = None,
+        processor: JalaProcessor | None = None,
+        max_new_tokens: int = 48,
+        hands_present: Tensor | None = None,
+        frame_lengths: Tensor | None = None,
+        motion_token_ids: Tensor | None = None,
+        prompt: str = DESCRIPTION_PROMPT,
+    ) -> Tensor:
+        """Greedy description token ids (B, <= max_new_tokens), padded after each row's end token (which is kept).
+
+        The sequence is the training one (docs/design.md §1.13): [prompt, v_1, LSP, every chunk visible, start,
+        text ...]. The prompt, frame and motion go through the decoder once into a `DynamicCache`; each step then
+        runs only the newest token against it, as transformers' `generate` does. `motion` is raw MANO-D162
+        (B, 2, T, 162) (left, right), tokenized by the frozen tokenizer; or pass `motion_token_ids` (B, N, 2, K).
+        `hands_present` (B, 2) defaults to the hands whose motion is not all zeros; `frame_lengths` (B,) to T.
+        """
+        if processor is None:
+            raise ValueError("pass processor= (the model's JalaProcessor): it builds the prompt and decodes the text.")
+        frames = list(images) if isinstance(images, list | tuple) else [images]
+        batch = len(frames)
+        device = self.device
+        inputs = processor(images=frames, text=[prompt] * batch, return_tensors="pt").to(device)
+        dtype = self.motion_heads.weight.dtype
+        if motion_token_ids is None:
+            if motion is None:
+                raise ValueError("pass the motion: raw `motion` (B, 2, T, 162) or `motion_token_ids` (B, N, 2, K).")
+            motion = torch.as_tensor(np.asarray(motion, dtype=np.float32)).to(device)
+            if motion.dim() != 4 or motion.shape[0] != batch or motion.shape[1] != 2:
+                raise ValueError(f"motion must be (batch={batch}, 2 hands, frames, 162), got {tuple(motion.shape)}.")
+            if hands_present is None:
+                hands_present = motion.flatten(2).abs().amax(-1) > 0
+            if frame_lengths is None:
+                frame_lengths = torch.full((batch,), motion.shape[2], device=device)
+            labelled = torch.ones(batch, dtype=torch.bool, device=device)
+            motion_token_ids, chunk_mask = self.tokenize_motion(motion, frame_lengths, hands_present.bool(), labelled)
+        else:
+            motion_token_ids = motion_token_ids.to(device)
+            chunk_mask = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(-1)
+            if hands_present is None:
+                hands_present = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(1)
+        slot_mask = chunk_mask[:, :, None] & hands_present.to(device).bool()[:, None, :]
+        first_frame = self.model.ssl_features(inputs["ssl_pixel_values"].to(dtype))
+        context, _ = self.model.context_part(
+            inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values"].to(dtype), first_frame
+        )
+        every_slot_visible = torch.zeros(motion_token_ids.shape, dtype=torch.bool, device=device)
+        motion_part = self.model.motion_part(motion_token_ids.clamp_min(0), every_slot_visible, slot_mask, context, 0)
+        before_text = SequencePart.cat([context, motion_part])
+        start, end = processor.description_token_ids()
+        pad = processor.tokenizer.pad_token_id if processor.tokenizer.pad_token_id is not None else end
+        token = torch.full((batch, 1), start, dtype=torch.long, device=device)
+        real_token = torch.ones(batch, 1, dtype=torch.bool, device=device)
+        cache = DynamicCache(config=self.config.vlm_config.get_text_config())
+        keys = before_text  # block ids / validity of everything in the cache (embeddings are not reused)
+        query = SequencePart.cat([before_text, self.model.text_part(token, real_token, before_text)])
+        finished = torch.zeros(batch, dtype=torch.bool, device=device)
+        generated = []
+        for step in range(max_new_tokens):
+            keys = SequencePart.cat([keys, query]) if step else query
+            mask = block_causal_mask(keys.block_ids, keys.key_valid, query.embeddings.dtype, query.block_ids)
+            hidden, _ = self.model.run_language_model(query.embeddings, mask, query.position_ids, cache=cache)
+            token = self.text_logits(hidden[:, -1:]).argmax(-1)  # (B, 1)
+            token = token.masked_fill(finished[:, None], pad)
+            generated.append(token)
+            finished |= token[:, 0] == end
+            if bool(finished.all()):
+                break
+            query = self.model.text_part(token, ~finished[:, None], before_text, offset=step + 1)
+        return torch.cat(generated, dim=1)
+
+    @torch.no_grad()
+    def generate_description(
+        self,
+        images: Any,
+        motion: Any = None,
+        processor: JalaProcessor | None = None,
+        max_new_tokens: int = 48,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Describe a motion in words: greedy decoding with the KV cache (`generate_description_ids`), one string per
+        batch row, special tokens (the end token, padding) removed."""
+        ids = self.generate_description_ids(images, motion, processor, max_new_tokens=max_new_tokens, **kwargs)
+        _, end = processor.description_token_ids()
+        texts = []
+        for row in ids.tolist():
+            row = row[: row.index(end)] if end in row else row
+            texts.append(processor.tokenizer.decode(row, skip_special_tokens=True).strip())
+        return texts
 
     def _context_tokens_of(self, chunk_motion: Tensor, hands_present: Tensor) -> Tensor:
         """(B, 2, 15, 162) output motion of one chunk -> (B, 2, K) tokens, the next chunk's context.

@@ -12,11 +12,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import BatchFeature, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_jala import JalaConfig
 from .strict_loading_jala import hub_download_kwargs
+
+#: The prefix text of a motion-description sample (docs/design.md §1.13): the description is the target, so the
+#: instruction slot holds this fixed request instead.
+DESCRIPTION_PROMPT = "Describe the hand motion."
+#: Label of a text position that carries no loss (PyTorch's cross-entropy default).
+IGNORED_LABEL = -100
 
 
 class JalaProcessor(ProcessorMixin):
@@ -80,6 +87,40 @@ class JalaProcessor(ProcessorMixin):
         image_block = self.image_start_token + self.image_token * self.image_seq_length + self.image_end_token
         return f"{instruction.strip()}\n{image_block}"
 
+    def description_token_ids(self) -> tuple[int, int]:
+        """(start, end) ids around a description. End: the tokenizer's EOS, or its pad token when it has none (the
+        from-scratch word tokenizers); start: its BOS, else the end token (GPT-2's convention of one separator)."""
+        end = self.tokenizer.eos_token_id
+        if end is None:
+            end = self.tokenizer.pad_token_id
+        if end is None:
+            raise ValueError(
+                "the tokenizer has neither an EOS nor a pad token to end a description; add an EOS token."
+            )
+        start = self.tokenizer.bos_token_id
+        return (end if start is None else start), end
+
+    def description_targets(self, descriptions: Sequence[str]) -> BatchFeature:
+        """Description texts -> `description_ids` (B, L) `[start] text [end]`, right-padded; `description_mask`
+        (B, L) True at real tokens; `description_labels` (B, L): the ids where a token is predicted (text and end),
+        IGNORED_LABEL at the start token and at padding, so only description tokens carry the loss."""
+        start, end = self.description_token_ids()
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else end
+        rows = [
+            [start, *self.tokenizer(text.strip(), add_special_tokens=False)["input_ids"], end] for text in descriptions
+        ]
+        length = max(len(row) for row in rows)
+        ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        real_token = torch.zeros(len(rows), length, dtype=torch.bool)
+        for index, row in enumerate(rows):
+            ids[index, : len(row)] = torch.tensor(row)
+            real_token[index, : len(row)] = True
+        labels = ids.masked_fill(~real_token, IGNORED_LABEL)
+        labels[:, 0] = IGNORED_LABEL
+        return BatchFeature(
+            {"description_ids": ids, "description_mask": real_token, "description_labels": labels}, tensor_type="pt"
+        )
+
     def __call__(
         self,
         images: Any = None,
@@ -119,4 +160,4 @@ class JalaProcessor(ProcessorMixin):
         )
 
 
-__all__ = ["JalaProcessor"]
+__all__ = ["DESCRIPTION_PROMPT", "IGNORED_LABEL", "JalaProcessor"]

@@ -1,7 +1,8 @@
 """`JalaPretrainTrainer`: the hybrid JALA loss in `transformers.Trainer`, with the decoupled EMA and latent health.
 
-* `compute_loss` runs `JalaForMotionPretraining` and keeps the MCP and alignment terms so they are logged
-  separately (averaged over the steps since the last log).
+* `compute_loss` runs `JalaForMotionPretraining` and keeps the MCP, alignment and description terms (`mcp_loss`,
+  `align_loss`, `description_loss` = L_desc) so they are logged separately (averaged over the steps since the
+  last log; L_desc over the steps whose batch held a description sample).
 * `DecoupledEmaCallback` calls `model.ema_step()` in `on_step_end`, i.e. once per optimizer step — not per
   micro-batch — so gradient accumulation does not speed up the EMA; the EMA tensors are parameters, so checkpoints
   and resume carry them.
@@ -146,6 +147,8 @@ class JalaPretrainTrainer(StrictResumeMixin, Trainer):
                 self._terms[key].append(value)
             if outputs.align_loss is not None:
                 self._terms["align_loss"].append(float(outputs.align_loss))
+            if outputs.description_loss is not None:
+                self._terms["description_loss"].append(float(outputs.description_loss))
             every = self.health_every or self.args.logging_steps
             if self.state.global_step % max(1, every) == 0:
                 report = latent_health(outputs.predictive_embeddings, outputs.latent_actions, outputs.slot_mask)

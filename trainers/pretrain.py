@@ -52,7 +52,7 @@ from trainers.presets import (
     ssl_image_settings,
     structure_training_defaults,
 )
-from trainers.pretrain_collator import JalaPretrainCollator
+from trainers.pretrain_collator import DescriptionMixture, JalaPretrainCollator
 from trainers.token_priors import training_token_ids
 from trainers.training_common import (
     HubFolderArguments,
@@ -96,6 +96,15 @@ class DataArguments:
     dataset: list[str] = field(default_factory=list, metadata={"help": "UniHand-Mix repo folder(s)."})
     lab_weight: float | None = field(default=None, metadata={"help": "Share of lab clips (default: by row count)."})
     max_chunks: int = field(default=4, metadata={"help": "Chunks (seconds) per training clip."})
+    description_share: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of training samples drawn from the labelled motion_description clips and trained as "
+            "descriptions (L_desc: the VLM writes the clip's description after reading the frame and the whole "
+            "motion; docs/design.md §1.13). (D) 0: off, the paper's two-loss recipe; e.g. 0.2, the share of "
+            "description clips in the synthetic builder's task mix."
+        },
+    )
     shuffle_buffer_size: int = field(default=1000)
     eval_split: str | None = field(default="test_lab")
     max_eval_samples: int = field(default=64)
@@ -228,6 +237,14 @@ def build_datasets(data_args: DataArguments, training_args: TrainingArguments, s
         shuffle_buffer_size=data_args.shuffle_buffer_size,
         seed=seed,
     )
+    if data_args.description_share > 0:
+        train = DescriptionMixture.from_repos(
+            data_args.dataset,
+            train,
+            data_args.description_share,
+            seed=seed,
+            shuffle_buffer_size=data_args.shuffle_buffer_size,
+        )
     evaluation = None
     if data_args.eval_split and training_args.eval_strategy != "no":
         evaluation = UniHandStream(data_args.dataset, split=data_args.eval_split, infinite=False, shuffle=False)
@@ -284,7 +301,15 @@ def main(argv: list[str] | None = None) -> Path:
     if trainer.is_world_process_zero():
         plot_training_curves(
             history,
-            ["loss", "mcp_loss", "align_loss", "mcp_accuracy", "h_effective_rank", "z_effective_rank"],
+            [
+                "loss",
+                "mcp_loss",
+                "align_loss",
+                "description_loss",
+                "mcp_accuracy",
+                "h_effective_rank",
+                "z_effective_rank",
+            ],
             output_dir / "training_curve.png",
         )
         plot_layer_accuracy(history, output_dir / "layer_accuracy.png")
