@@ -1378,7 +1378,9 @@ class JalaForActionPrediction(JalaPreTrainedModel):
             from peft import LoraConfig, inject_adapter_in_model
         except ImportError as error:
             raise ImportError(
-                "action_head_config.use_lora=True needs peft: pip install peft (or set use_lora=False)."
+                f"action_head_config.use_lora=True needs a peft that works with this transformers (peft >= 0.18, the "
+                f"floor in pyproject.toml): importing it failed with {error!r}. Run pip install -U peft, or set "
+                "use_lora=False."
             ) from error
         head = self.config.action_head_config
         lora = LoraConfig(
