@@ -191,6 +191,32 @@ def test_generate_description_equals_a_manual_greedy_loop_and_returns_strings(mo
     assert isinstance(texts, list) and len(texts) == 2 and all(isinstance(text, str) for text in texts)
 
 
+def test_a_finished_row_is_padded_while_the_others_decode_on(model, monkeypatch) -> None:
+    processor = tiny_processor()
+    _, end = processor.description_token_ids()
+    vocabulary = model.config.vlm_config.get_text_config().vocab_size
+    calls = []
+
+    def scripted_logits(states: torch.Tensor) -> torch.Tensor:
+        """Row 0 says word 5 then ends; row 1 says word 6 forever."""
+        logits = torch.zeros(*states.shape[:-1], vocabulary)
+        logits[0, :, end if calls else 5] = 1.0
+        logits[1, :, 6] = 1.0
+        calls.append(1)
+        return logits
+
+    monkeypatch.setattr(model, "text_logits", scripted_logits)
+    frames = [np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)] * 2
+    token_ids = torch.randint(0, 64, (2, 1, 2, 128))
+    ids = model.generate_description_ids(frames, processor=processor, motion_token_ids=token_ids, max_new_tokens=4)
+    pad = processor.tokenizer.pad_token_id
+    assert ids.tolist() == [[5, end, pad, pad], [6, 6, 6, 6]]
+    calls.clear()
+    texts = model.generate_description(frames, processor=processor, motion_token_ids=token_ids, max_new_tokens=4)
+    words = processor.tokenizer.convert_ids_to_tokens([5, 6])
+    assert texts == [words[0], " ".join([words[1]] * 4)]
+
+
 def test_generate_description_from_raw_motion(model) -> None:
     frames = [np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)]
     motion = 0.05 * torch.randn(1, 2, 20, 162)
