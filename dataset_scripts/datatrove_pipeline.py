@@ -631,7 +631,7 @@ def default_work_dir(output_dir: str | os.PathLike) -> Path:
     return output.with_name(f"{output.name}.datatrove")
 
 
-def build_with_datatrove(
+def prepare_pipeline(
     output_dir: str | os.PathLike,
     sources: Sequence[ClipSource],
     *,
@@ -653,9 +653,9 @@ def build_with_datatrove(
     keep_staging: bool = False,
     command: str | None = None,
     executor_options: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Build the repo the builder would build from `sources`, as a datatrove pipeline; returns the build record
-    (empty for Slurm, whose jobs run after this returns).
+) -> Any:
+    """The three chained executors that build the repo the builder would build from `sources`; returns the last
+    one (`.run()` runs or submits all three; `.depends` is the one before). `build_with_datatrove` runs it.
 
     Rerunning the same call resumes: tasks with a completion marker under `work_dir` are skipped. A different
     call on the same `work_dir` (other sources, options or slicing) is refused unless `overwrite=True`, which
@@ -733,8 +733,17 @@ def build_with_datatrove(
         depends=merge,
         **options,
     )
-    finish.run()
-    return read_build_info(output) if executor != "slurm" else {}
+    return finish
+
+
+def build_with_datatrove(
+    output_dir: str | os.PathLike, sources: Sequence[ClipSource], **options: Any
+) -> dict[str, Any]:
+    """Build the repo the builder would build from `sources`, as a datatrove pipeline (options: those of
+    `prepare_pipeline`); returns the build record (empty for Slurm, whose jobs run after this returns)."""
+    prepare_pipeline(output_dir, sources, **options).run()
+    kind = options.get("executor", "local")
+    return read_build_info(Path(output_dir).resolve()) if kind != "slurm" else {}
 
 
 def completed_tasks(work_dir: str | os.PathLike, stage: int = 0) -> list[int]:

@@ -234,3 +234,46 @@ def test_video_source_one_video_per_task_keeps_the_builders_ids(tmp_path: Path) 
     _assert_same_repo(built, piped)
     ids = sorted(row_id for rows in _rows_by_split(piped).values() for row_id in rows)
     assert len(ids) > 3 and ids[-1].endswith(f"{len(ids) - 1:06d}")
+
+
+def test_lab_converter_one_sequence_per_task_keeps_the_builders_ids(tmp_path: Path) -> None:
+    """Lab converters count rows across sequences in their ids too; split per sequence, renumbered at the merge."""
+    from dataset_scripts.converters.h2o import H2OConverter
+    from tests.test_converters import TAKES, write_take
+
+    root = tmp_path / "h2o"
+    root.mkdir()
+    for take in TAKES:
+        write_take(root, take, "cam4")
+    write_take(root, "subject1/h1/0", "cam0", with_actions=False)
+
+    def sources() -> list[H2OConverter]:
+        return [H2OConverter(root, progress=False, test_fraction=0.5)]
+
+    sequences = sources()[0].num_units()
+    assert len(plan_tasks(sources(), units_per_task=1)) == sequences > 1
+    built = tmp_path / "built"
+    build_unihand(built, sources(), progress=False, preview=False)
+    piped = tmp_path / "piped"
+    build_with_datatrove(piped, sources(), workers=1, units_per_task=1, progress=False, preview=False)
+    _assert_same_repo(built, piped)
+
+
+def test_slurm_executors_are_chained_with_the_cluster_settings(tmp_path: Path) -> None:
+    """The Slurm configuration of the README: three job arrays, each depending on the one before; nothing is
+    submitted until `.run()` (no sbatch here)."""
+    from dataset_scripts.datatrove_pipeline import prepare_pipeline
+
+    settings = {"partition": "cpu", "time": "02:00:00", "cpus_per_task": 2, "mem_per_cpu_gb": 4, "job_name": "uhm"}
+    finish = prepare_pipeline(
+        tmp_path / "repo",
+        [FixtureSource(num_clips=70, seed=1)],
+        executor="slurm",
+        workers=100,
+        executor_options=settings,
+    )
+    merge = finish.depends
+    stage = merge.depends
+    assert (stage.world_size, merge.world_size, finish.world_size) == (3, 4, 1)
+    assert stage.depends is None and stage.partition == "cpu" and stage.cpus_per_task == 2
+    assert stage.logging_dir.path.endswith("repo.datatrove/1_stage_rows")

@@ -93,7 +93,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from dataset_scripts.schema import COLUMN_DOCS, FPS, HANDS, boundary_frame_indices, encode_image
-from dataset_scripts.sources.base import ClipSource
+from dataset_scripts.sources.base import ClipSource, renumber_counted_id
 from dataset_scripts.video.decode import scaled_size
 from dataset_scripts.video.lifting import Intrinsics, fit_d162, interpolate_gaps
 from dataset_scripts.video.resample import LAB_PLAYBACK_SPEED, plan_resample, split_evenly
@@ -321,7 +321,10 @@ class LabConverter(ClipSource):
     def split_for(self, ref: SequenceRef) -> str:
         return self.split or hash_split(ref.split_group, self.test_fraction, self.split_salt)
 
-    def iter_rows(self) -> Iterator[dict[str, Any]]:
+    #: Sequences per pipeline task when the command does not say (reading and fitting one takes seconds).
+    default_units_per_task = 4
+
+    def _sorted_refs(self) -> list[SequenceRef]:
         refs = sorted(self.discover_sequences(), key=lambda ref: ref.id)
         if not refs:
             raise FileNotFoundError(f"{self.dataset_name} converter: no sequences under {self.root}.")
@@ -330,6 +333,22 @@ class LabConverter(ClipSource):
             if ref.id in seen:
                 raise LabFormatError(f"sequence id {ref.id!r} is used by both {seen[ref.id]} and {ref.path}.")
             seen[ref.id] = ref.path
+        return refs
+
+    def iter_rows(self) -> Iterator[dict[str, Any]]:
+        yield from self.iter_unit_rows(0, self.num_units())
+
+    def num_units(self) -> int:
+        """One unit per sequence (sorted by id), for pipelines that split the source over tasks; ids count rows
+        across the whole source, so those renumber them (``global_row_id``)."""
+        return len(self._sorted_refs())
+
+    def global_row_id(self, row_id: str, rows_before: int) -> str:
+        return renumber_counted_id(row_id, rows_before)
+
+    def iter_unit_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
+        """Rows of sequences ``start .. stop - 1`` (sorted by id), ids counted from 0 in this range."""
+        refs = self._sorted_refs()[start:stop]
         self.report.clear()
         index = 0
         for ref in tqdm(refs, desc=self.source_name, unit="seq", disable=not self.progress):

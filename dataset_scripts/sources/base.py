@@ -52,6 +52,13 @@ class ClipSource(abc.ABC):
         return row_id
 
 
+def renumber_counted_id(row_id: str, rows_before: int) -> str:
+    """`prefix-000007` -> `prefix-{7 + rows_before:06d}`: `global_row_id` of sources whose ids end in a count of
+    the rows they yielded before (video, lab converters)."""
+    prefix, _, number = row_id.rpartition("-")
+    return f"{prefix}-{int(number) + rows_before:06d}"
+
+
 def register_source(name: str) -> Callable[[type[ClipSource]], type[ClipSource]]:
     def decorate(cls: type[ClipSource]) -> type[ClipSource]:
         if name in _REGISTRY and _REGISTRY[name] is not cls:

@@ -63,7 +63,7 @@ from dataset_scripts.schema import (
     encode_image,
     num_chunks,
 )
-from dataset_scripts.sources.base import ClipSource, register_source
+from dataset_scripts.sources.base import ClipSource, register_source, renumber_counted_id
 from dataset_scripts.video.decode import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -395,8 +395,7 @@ class VideoSource(ClipSource):
         return len(self._files())
 
     def global_row_id(self, row_id: str, rows_before: int) -> str:
-        prefix, _, number = row_id.rpartition("-")
-        return f"{prefix}-{int(number) + rows_before:06d}"
+        return renumber_counted_id(row_id, rows_before)
 
     def iter_unit_rows(self, start: int, stop: int) -> Iterator[dict[str, Any]]:
         """Rows of files ``start .. stop - 1`` (file-name order), ids counted from 0 in this range."""
