@@ -104,6 +104,7 @@ def test_pipeline_equals_builder_with_rejects_and_duplicates_across_tasks(tmp_pa
 
 
 def test_synthetic_source_over_two_worker_processes_equals_builder(tmp_path: Path) -> None:
+    pytest.importorskip("mujoco", reason="the procedural hand world needs MuJoCo (the `world` extra)")
     from dataset_scripts.sources.synthetic import SyntheticSource
 
     def sources() -> list[SyntheticSource]:
@@ -277,3 +278,39 @@ def test_slurm_executors_are_chained_with_the_cluster_settings(tmp_path: Path) -
     assert (stage.world_size, merge.world_size, finish.world_size) == (3, 4, 1)
     assert stage.depends is None and stage.partition == "cpu" and stage.cpus_per_task == 2
     assert stage.logging_dir.path.endswith("repo.datatrove/1_stage_rows")
+
+
+def test_hooks_run_in_the_tasks_and_give_the_builders_columns(tmp_path: Path) -> None:
+    """Hooks travel as their options and are loaded in each task; with task slices aligned to the hook batches
+    (the encoders see the same batches), the precomputed columns are the builder's byte for byte."""
+    import torch
+
+    from dataset_scripts.builder import MotionTokenHook, SslFeatureHook
+    from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
+    from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
+    from tests.conftest import TINY_TOKENIZER
+    from tests.fixtures.tiny_jala import save_tiny_dinov3
+
+    torch.manual_seed(0)
+    encoder_dir = save_tiny_dinov3(tmp_path / "dinov3", num_register_tokens=2)
+    tokenizer_dir = tmp_path / "tokenizer"
+    JalaMotionTokenizer(JalaMotionTokenizerConfig(**TINY_TOKENIZER)).eval().save_pretrained(tokenizer_dir)
+    ssl_options = {"encoder_dir": str(encoder_dir), "token_selection": "all"}
+
+    built = tmp_path / "built"
+    hooks = {"ssl_hook": SslFeatureHook(**ssl_options), "token_hook": MotionTokenHook(tokenizer_dir)}
+    build_unihand(built, [FixtureSource(num_clips=12, seed=8)], hook_batch_rows=4, progress=False, **hooks)
+    piped = tmp_path / "piped"
+    build_with_datatrove(
+        piped,
+        [FixtureSource(num_clips=12, seed=8)],
+        workers=1,
+        units_per_task=4,
+        hook_batch_rows=4,
+        ssl_encoder=ssl_options,
+        motion_tokenizer={"tokenizer_dir": str(tokenizer_dir)},
+        progress=False,
+    )
+    _assert_same_repo(built, piped)
+    for key in ("ssl_encoder", "motion_tokenizer"):
+        assert read_build_info(piped)[key] == read_build_info(built)[key]
