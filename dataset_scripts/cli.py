@@ -323,6 +323,13 @@ def cmd_build_datatrove(args: argparse.Namespace, sources: dict[str, type]) -> i
         lines += [f"  {rank:5d}  {task.describe(instances)}" for rank, task in enumerate(tasks)]
         sys.stdout.write("\n".join(lines) + "\n")
         return 0
+    if args.executor == "ray":  # datatrove's Ray executor runs on the cluster this process is connected to
+        try:
+            import ray
+        except ImportError:
+            logger.error("--executor ray needs Ray: pip install ray")
+            return 1
+        ray.init(address=args.ray_address, ignore_reinit_error=True)
     command = "python -m dataset_scripts build-datatrove --output " + shlex.quote(str(args.output))
     command += "".join(f" --source {shlex.quote(spec)}" for spec in args.source)
     hook = {"token_selection": args.ssl_tokens, "pool_grid": args.ssl_pool_grid}
@@ -524,6 +531,9 @@ def make_parser(sources: dict[str, type]) -> argparse.ArgumentParser:
     cluster.add_argument("--job-name", default="unihand_mix", help="slurm job name")
     cluster.add_argument("--venv-path", default=sys.prefix, help="venv activated in slurm jobs (default: this one)")
     cluster.add_argument("--sbatch-args", default=None, help='extra sbatch options as JSON, e.g. {"account": "x"}')
+    cluster.add_argument(
+        "--ray-address", default=None, help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray instance)"
+    )
     scale.set_defaults(func=cmd_build_datatrove)
 
     default = commands.add_parser(
