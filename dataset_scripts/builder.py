@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import inspect
 import json
 import logging
@@ -393,7 +394,7 @@ class RowValidator:
         with_tokens = token_hook is not None or first_row.get("motion_tokens") is not None
         return cls(ssl_shape, with_tokens, ssl_hook is not None, token_hook is not None)
 
-    @property
+    @functools.cached_property
     def features(self) -> datasets.Features:
         return unihand_features(self.ssl_shape, self.with_tokens)
 
