@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -310,23 +310,53 @@ def test_metric_known_answers() -> None:
     assert exact_match("", "") == rouge_l_f1("", "") == 1.0 and rouge_l_f1("", "a") == 0.0
 
 
-def test_metric_module_loads_standalone_with_evaluate(tmp_path_factory, monkeypatch) -> None:
-    """`evaluate.load` of a copy of the folder outside the repository, without network."""
-    import evaluate
+#: Run in a fresh interpreter: the repository's packages unimportable, sockets refused, the copied metric folder
+#: loaded with `evaluate.load`, its results printed as JSON.
+STANDALONE_DESCRIPTION_METRIC = """
+import json, socket, sys
+for package in ("trainers", "modeling_jala", "dataset_scripts"):
+    sys.modules[package] = None  # `import trainers` now raises ImportError
 
-    folder = tmp_path_factory.mktemp("standalone") / "motion_description"
+
+def no_network(self, address, *args, **kwargs):
+    raise OSError(f"network access attempted to {address}")
+
+
+socket.socket.connect = no_network
+import evaluate
+
+metric = evaluate.load(sys.argv[1], keep_in_memory=True)
+scores = metric.compute(predictions=["the cat on mat", "wave"], references=["The cat sat on the mat.", "wave"])
+print(json.dumps(scores))
+"""
+
+
+def test_metric_module_loads_standalone_with_evaluate(tmp_path: Path) -> None:
+    """`evaluate.load` of a copy of the folder, in a fresh interpreter where the repository is not importable and
+    the network is refused (a fresh process, so no other test's `evaluate_modules` cache is in the way)."""
+    folder = tmp_path / "motion_description"
     shutil.copytree(METRIC_FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
-
-    def no_network(self, address, *args, **kwargs):
-        raise OSError(f"network access attempted to {address}")
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(socket.socket, "connect", no_network)
-    if "evaluate_modules" not in sys.modules:
-        monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path_factory.mktemp("hf_modules"))
-    metric = evaluate.load(str(folder), keep_in_memory=True, cache_dir=str(tmp_path_factory.mktemp("cache")))
-    result = metric.compute(predictions=["the cat on mat", "wave"], references=["The cat sat on the mat.", "wave"])
-    assert result == pytest.approx({"rouge_l_f1": 0.9, "token_f1": 0.9, "exact_match": 0.5})
+    environment = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_EVALUATE_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", STANDALONE_DESCRIPTION_METRIC, str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=environment,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    computed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert computed == pytest.approx({"rouge_l_f1": 0.9, "token_f1": 0.9, "exact_match": 0.5})
 
 
 def test_family_mode_baseline_takes_the_mode_then_the_medoid() -> None:
