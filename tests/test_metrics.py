@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import socket
-import sys
 
 import numpy as np
 import pytest
@@ -315,7 +314,7 @@ def test_bad_inputs_raise_clear_errors(call, match):
 # --------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hand_motion_metric(tmp_path_factory):
-    """`evaluate.load` of the local folder, with private caches and sockets disabled."""
+    """`evaluate.load` of the local folder, with a private data cache and sockets disabled."""
     import evaluate
 
     attempts: list[tuple] = []
@@ -328,8 +327,8 @@ def hand_motion_metric(tmp_path_factory):
         mp.setenv("HF_HUB_OFFLINE", "1")
         mp.setenv("HF_DATASETS_OFFLINE", "1")
         mp.setattr(socket.socket, "connect", no_network)
-        if "evaluate_modules" not in sys.modules:  # the package is bound to the first cache it came from
-            mp.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path_factory.mktemp("hf_modules"))
+        # The module is copied into evaluate's own modules cache, as for any user: a private HF_MODULES_CACHE would
+        # not help, because `evaluate_modules` resolves through sys.path to whichever cache evaluate saw first.
         metric = evaluate.load(
             JALA_HAND_MOTION_METRIC_PATH,
             keep_in_memory=True,
