@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.fixtures.standalone_metric import run_on_metric_copy
 
 METRIC_FOLDER = REPO_ROOT / "trainers" / "metrics" / "jala_hand_motion"
 #: What a Hub Space of the metric may import: the standard library modules used, numpy, datasets and evaluate.
@@ -67,28 +65,7 @@ def test_metric_folder_loads_with_evaluate_where_the_repository_is_not_importabl
     np.savez(tmp_path / "example.npz", pred=pred, target=target, lengths=lengths)
 
     # A copy of the folder alone, as a Space download would give it; nothing of the repository beside it.
-    folder = tmp_path / "jala_hand_motion"
-    shutil.copytree(METRIC_FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    environment = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_EVALUATE_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "HF_HOME": str(tmp_path / "hf_home"),
-        "OMP_NUM_THREADS": "1",
-    }
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", STANDALONE_METRIC, str(folder), str(tmp_path / "example.npz")],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=environment,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    results = json.loads(result.stdout.strip().splitlines()[-1])
+    results = run_on_metric_copy(STANDALONE_METRIC, METRIC_FOLDER, tmp_path, str(tmp_path / "example.npz"))
     assert results == pytest.approx(expected, rel=1e-12, abs=1e-9)
     assert results["mpjpe_mm"] > 1.0  # a real error, so a wrong mask or padding would show
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +16,7 @@ from dataset_scripts.collator import DESCRIBE_KEY, UniHandCollator
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID
 from modeling_jala.processing_jala import DESCRIPTION_PROMPT, IGNORED_LABEL
+from tests.fixtures.standalone_metric import run_on_metric_copy
 from tests.fixtures.tiny_jala import IMAGE_SIZE, tiny_jala_config, tiny_processor
 from tests.fixtures.unihand_factory import FixtureSource
 from tests.test_jala_model import make_batch
@@ -334,28 +332,7 @@ print(json.dumps(scores))
 def test_metric_module_loads_standalone_with_evaluate(tmp_path: Path) -> None:
     """`evaluate.load` of a copy of the folder, in a fresh interpreter where the repository is not importable and
     the network is refused (a fresh process, so no other test's `evaluate_modules` cache is in the way)."""
-    folder = tmp_path / "motion_description"
-    shutil.copytree(METRIC_FOLDER, folder, ignore=shutil.ignore_patterns("__pycache__"))
-    environment = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": str(tmp_path),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_EVALUATE_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(tmp_path / "modules"),
-        "HF_HOME": str(tmp_path / "hf_home"),
-        "OMP_NUM_THREADS": "1",
-    }
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", STANDALONE_DESCRIPTION_METRIC, str(folder)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=environment,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    computed = json.loads(result.stdout.strip().splitlines()[-1])
+    computed = run_on_metric_copy(STANDALONE_DESCRIPTION_METRIC, METRIC_FOLDER, tmp_path)
     assert computed == pytest.approx({"rouge_l_f1": 0.9, "token_f1": 0.9, "exact_match": 0.5})
 
 
