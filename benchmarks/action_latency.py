@@ -40,7 +40,7 @@ from benchmark_machine import cpu_model  # noqa: E402
 
 from modeling_jala.configuration_jala import JalaConfig, JalaMotionTokenizerConfig  # noqa: E402
 from modeling_jala.flow_head_jala import flow_matching_sample  # noqa: E402
-from modeling_jala.modeling_jala import JalaForActionPrediction  # noqa: E402
+from modeling_jala.modeling_jala_action import JalaForActionPrediction  # noqa: E402
 from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure  # noqa: E402
 
 logger = logging.getLogger("jala.benchmarks.action_latency")

@@ -2,7 +2,7 @@
 
     MUJOCO_GL=egl python benchmarks/metaworld_mt10.py --pretrained outputs/quickstart/jala --work_dir outputs/mt10
 
-1. expert demonstrations (`dataset_scripts.metaworld_demos`, reused when the folder exists);
+1. expert demonstrations (`robot_data.metaworld_demos`, reused when the folder exists);
 2. two post-training runs with the same budget — demonstrations, steps, batch, seed, threads — one starting from
    the pretrained JALA folder, one from random weights of the same structure (`--from_scratch`); with
    `--parallel` they run side by side, so both see the same machine load and their wall times compare;
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
     demos = work / "demos"
     if not (demos / "meta" / "info.json").exists():
         code = run(
-            [sys.executable, "-m", "dataset_scripts.metaworld_demos", f"--output_dir={demos}", "--tasks=MT10"]
+            [sys.executable, "-m", "robot_data.metaworld_demos", f"--output_dir={demos}", "--tasks=MT10"]
             + [f"--episodes_per_task={args.episodes_per_task}", "--workers=2"],
             work / "demos.log",
             threads=1,

@@ -28,10 +28,10 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from modeling_jala.layout_jala import HANDS
 from trainers.evaluate_motion import labelled_rows
 from trainers.motion_baselines import MeanMotionBaseline, clip_joints, hold_to_length, present_hands
 
-HANDS = ("left", "right")
 FACT_SETS = {
     "family + hand": ("family", "hand"),
     "+ start wrist": ("family", "hand", "start"),

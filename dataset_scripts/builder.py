@@ -1,6 +1,7 @@
 """Sources -> a UniHand-Mix dataset repo: validated rows in parquet shards that `load_dataset(dir)` reads as is.
 
-Layout written (a Hub dataset repo; no loading script):
+Layout written (a Hub dataset repo; no loading script; the names and path functions are those of
+`dataset_scripts.repo_layout`):
 
     DIR/README.md                                dataset card, YAML `configs:` lab / wild / all (dataset_scripts.card)
     DIR/unihand_build.json                       what was built and how: sources, encoder, tokenizer, rejects
@@ -51,26 +52,44 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from dataset_scripts.images import decode_image
+from dataset_scripts.repo_layout import (
+    BUILD_INFO_FILE,
+    DATA_DIR,
+    DEFAULT_SHARD_BYTES,
+    DEFAULT_SHARDS_PER_SPLIT,
+    PREVIEW_FILE,
+    REPO_FILES,
+    SPLIT_DOMAINS,
+    SPLITS,
+    ShardRecord,
+    partial_shard_path,
+    shard_path,
+)
 from dataset_scripts.schema import (
     COLUMN_DOCS,
-    DOMAINS,
-    SPLITS,
     RowValidationError,
+    check_motion_tokens,
     num_chunks,
     unihand_features,
     validate_row,
 )
 from dataset_scripts.sources.base import ClipSource
 from modeling_jala.hand_jala import D162_DIM
+from modeling_jala.layout_jala import (
+    CLIP_MOTION_AXES,
+    CLIP_TOKEN_AXES,
+    IGNORE_TOKEN_ID,
+    ROW_MOTION_AXES,
+    ROW_TOKEN_AXES,
+    reorder_axes,
+)
 from modeling_jala.ssl_features_jala import TOKEN_SELECTIONS, encode_ssl_frames
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SHARD_BYTES = 256 * 2**20
 DEFAULT_ROW_GROUP_ROWS = 128
 DEFAULT_ROW_GROUP_BYTES = 64 * 2**20
-#: Parallel shards per (domain, split): divisible by 2, 4 and 8 ranks (or ranks x DataLoader workers).
-DEFAULT_SHARDS_PER_SPLIT = 8
 FOOTER_ALLOWANCE = 32 * 2**10
 #: Columns with parquet min/max statistics (cheap filters such as `labelled` or `source` in pyarrow / DuckDB).
 STATISTICS_COLUMNS = (
@@ -87,20 +106,8 @@ STATISTICS_COLUMNS = (
 #: Columns with repeating values, worth dictionary pages; every other column is written PLAIN.
 DICTIONARY_COLUMNS = ("source", "domain", "task_type", "label_source", "instruction")
 MOTION_LEAF = "motion.list.element.list.element.list.element"
-BUILD_INFO_FILE = "unihand_build.json"
-DATA_DIR = "data"
 #: Rejected rows listed by id in the build info (the count is always exact).
 MAX_LISTED_REJECTS = 200
-#: A test split holds the domain it is named after; `train` holds both.
-SPLIT_DOMAINS: dict[str, tuple[str, ...]] = {"train": DOMAINS, "test_lab": ("lab",), "test_wild": ("wild",)}
-#: Token ids are stored as int16, so codebooks must fit it; -100 marks a missing chunk or hand.
-IGNORE_TOKEN_ID = -100
-TOKENS_PER_CHUNK = 128
-
-
-def shard_path(domain: str, split: str, index: int) -> str:
-    """Repo-relative path of a shard; the card's configs glob these names."""
-    return f"{DATA_DIR}/{domain}/{split}-{index:05d}.parquet"
 
 
 def parse_size(text: str | int) -> int:
@@ -256,7 +263,7 @@ class SslFeatureHook:
         frames, owners = [], []
         for index, row in enumerate(rows):
             for frame in row["boundary_frames"]:
-                frames.append(_to_pil(frame))
+                frames.append(decode_image(frame))
                 owners.append(index)
         outputs = [
             self._encode(frames[start : start + self.batch_size]).float().cpu()
@@ -268,18 +275,9 @@ class SslFeatureHook:
             row["ssl_features"] = features[owners_array == index]
 
 
-def _to_pil(image: Any) -> Image.Image:
-    import io
-
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, dict):
-        return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
-    return Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
-
-
 class MotionTokenHook:
-    """Pre-tokenize labelled motion with a trained `JalaMotionTokenizer`: `motion_tokens` (N, 2, 128) int16.
+    """Pre-tokenize labelled motion with a trained `JalaMotionTokenizer`: `motion_tokens` (N, 2, K) int16, K the
+    tokenizer config's `tokens_per_chunk` (128 for the paper's tokenizer), which the build's schema takes.
 
     Why: masked chunk prediction trains on token ids; tokenizing at build time makes the tokenizer a data
     dependency recorded in the card instead of a model loaded in every training process. Unlabelled rows (and
@@ -292,11 +290,9 @@ class MotionTokenHook:
         self.tokenizer_dir = str(tokenizer_dir)
         self.model = JalaMotionTokenizer.from_pretrained(self.tokenizer_dir).to(device).eval()
         config = self.model.config
-        if config.tokens_per_chunk != TOKENS_PER_CHUNK:
-            raise ValueError(
-                f"the tokenizer in {tokenizer_dir} makes {config.tokens_per_chunk} tokens per chunk; the schema "
-                f"stores {TOKENS_PER_CHUNK} (the paper's layout). Use a tokenizer with 4 steps x 2 groups x 8 layers."
-            )
+        #: Token ids per chunk and hand: the K of the build's `motion_tokens` (N, 2, K) column.
+        self.tokens_per_chunk = int(config.tokens_per_chunk)
+        # Token ids are stored as int16, so codebooks must fit it.
         if config.codebook_size > np.iinfo(np.int16).max:
             raise ValueError(f"codebook_size {config.codebook_size} does not fit the int16 motion_tokens column.")
         self.batch_size, self.device = batch_size, device
@@ -306,33 +302,35 @@ class MotionTokenHook:
         return {
             "tokenizer": self.tokenizer_dir,
             "codebook_size": config.codebook_size,
-            "tokens_per_chunk": config.tokens_per_chunk,
+            "tokens_per_chunk": self.tokens_per_chunk,
             "chunk_frames": config.chunk_frames,
         }
 
     def __call__(self, rows: Sequence[dict[str, Any]]) -> None:
         for row in rows:
             row["motion_tokens"] = np.full(
-                (num_chunks(int(row["num_frames"])), 2, TOKENS_PER_CHUNK), IGNORE_TOKEN_ID, dtype=np.int16
+                (num_chunks(int(row["num_frames"])), 2, self.tokens_per_chunk), IGNORE_TOKEN_ID, dtype=np.int16
             )
         labelled = [row for row in rows if row["motion"] is not None]
         for start in range(0, len(labelled), self.batch_size):
             batch = labelled[start : start + self.batch_size]
             lengths = [int(row["num_frames"]) for row in batch]
-            motion = torch.zeros(len(batch), 2, max(lengths), 162)
+            motion = torch.zeros(len(batch), 2, max(lengths), D162_DIM)
             for index, row in enumerate(batch):
-                motion[index, :, : lengths[index]] = torch.from_numpy(np.asarray(row["motion"], np.float32)).transpose(
-                    0, 1
-                )
+                row_motion = torch.from_numpy(np.asarray(row["motion"], np.float32))
+                motion[index, :, : lengths[index]] = reorder_axes(row_motion, ROW_MOTION_AXES, CLIP_MOTION_AXES)
             hand_mask = torch.tensor([list(row["hands_present"]) for row in batch], dtype=torch.bool)
             ids = self.model.encode(motion.to(self.device), lengths=lengths, hand_mask=hand_mask.to(self.device)).ids
-            ids = ids.cpu().numpy()  # (B, 2, N_max, 128)
+            ids = ids.cpu().numpy()  # (B, 2, N_max, K)
             for index, row in enumerate(batch):
                 chunks = row["motion_tokens"].shape[0]
-                row["motion_tokens"] = ids[index, :, :chunks].transpose(1, 0, 2).astype(np.int16)
+                clip_ids = ids[index, :, :chunks]
+                row["motion_tokens"] = reorder_axes(clip_ids, CLIP_TOKEN_AXES, ROW_TOKEN_AXES).astype(np.int16)
 
 
-def _check_hook_columns(row: Mapping[str, Any], ssl_shape: tuple[int, int] | None, with_tokens: bool) -> None:
+def _check_hook_columns(
+    row: Mapping[str, Any], ssl_shape: tuple[int, int] | None, tokens_per_chunk: int | None
+) -> None:
     """Validate the optional columns a hook (or a source) attached; validate_row covers the required ones."""
     row_id = str(row["id"])
     chunks = num_chunks(int(row["num_frames"]))
@@ -347,14 +345,8 @@ def _check_hook_columns(row: Mapping[str, Any], ssl_shape: tuple[int, int] | Non
             )
     elif row.get("ssl_features") is not None:
         raise RowValidationError(row_id, "ssl_features", "present, but the build's first row had none.")
-    if with_tokens:
-        tokens = row.get("motion_tokens")
-        if tokens is None or np.asarray(tokens).shape != (chunks, 2, TOKENS_PER_CHUNK):
-            got = None if tokens is None else np.asarray(tokens).shape
-            raise RowValidationError(row_id, "motion_tokens", f"shape {got}, expected ({chunks}, 2, 128).")
-        tokens = np.asarray(tokens)
-        if not np.issubdtype(tokens.dtype, np.integer) or tokens.min() < IGNORE_TOKEN_ID:
-            raise RowValidationError(row_id, "motion_tokens", "must be integer ids >= 0, or -100 where missing.")
+    if tokens_per_chunk is not None:
+        check_motion_tokens(row_id, row.get("motion_tokens"), chunks, tokens_per_chunk)
     elif row.get("motion_tokens") is not None:
         raise RowValidationError(row_id, "motion_tokens", "present, but the build's first row had none.")
 
@@ -374,7 +366,8 @@ class RowValidator:
     """
 
     ssl_shape: tuple[int, int] | None
-    with_tokens: bool
+    #: K of the build's `motion_tokens` (N, 2, K) column; None when the build has no such column.
+    tokens_per_chunk: int | None
     ssl_hooked: bool = False
     token_hooked: bool = False
     ids: set[str] = dataclasses.field(default_factory=set)
@@ -391,12 +384,17 @@ class RowValidator:
             ssl_shape = tuple(np.asarray(first_row["ssl_features"]).shape[1:])  # type: ignore[assignment]
         else:
             ssl_shape = None
-        with_tokens = token_hook is not None or first_row.get("motion_tokens") is not None
-        return cls(ssl_shape, with_tokens, ssl_hook is not None, token_hook is not None)
+        if token_hook is not None:
+            tokens_per_chunk: int | None = int(token_hook.describe()["tokens_per_chunk"])
+        elif first_row.get("motion_tokens") is not None:
+            tokens_per_chunk = int(np.asarray(first_row["motion_tokens"]).shape[-1])
+        else:
+            tokens_per_chunk = None
+        return cls(ssl_shape, tokens_per_chunk, ssl_hook is not None, token_hook is not None)
 
     @functools.cached_property
     def features(self) -> datasets.Features:
-        return unihand_features(self.ssl_shape, self.with_tokens)
+        return unihand_features(self.ssl_shape, self.tokens_per_chunk)
 
     @property
     def hooked(self) -> bool:
@@ -421,12 +419,12 @@ class RowValidator:
             raise duplicate_id_error(row_id)
         self.ids.add(row_id)
         if not self.hooked:
-            _check_hook_columns(row, self.ssl_shape, self.with_tokens)
+            _check_hook_columns(row, self.ssl_shape, self.tokens_per_chunk)
         return split
 
     def check_hooked(self, row: Mapping[str, Any]) -> None:
         """After the hooks ran: the columns they attached have the build's shapes."""
-        _check_hook_columns(row, self.ssl_shape, self.with_tokens)
+        _check_hook_columns(row, self.ssl_shape, self.tokens_per_chunk)
 
 
 def duplicate_id_error(row_id: str) -> RowValidationError:
@@ -460,16 +458,6 @@ def _encode_rows(rows: Sequence[Mapping[str, Any]], features: datasets.Features)
         for name, column in zip(features, columns, strict=True)
     ]
     return pa.Table.from_arrays(columns, schema=features.arrow_schema)
-
-
-@dataclasses.dataclass
-class ShardRecord:
-    path: str
-    domain: str
-    split: str
-    rows: int
-    bytes: int
-    row_groups: int
 
 
 @dataclasses.dataclass
@@ -537,12 +525,7 @@ class _ShardWriter:
             self.close_generation()
         if lane.file is None:
             position = self.lanes.index(lane)
-            lane.temp_path = (
-                self.root
-                / DATA_DIR
-                / self.domain
-                / (f".{self.split}-{self.generation:05d}-{position:03d}.parquet.incomplete")
-            )
+            lane.temp_path = self.root / partial_shard_path(self.domain, self.split, self.generation, position)
             lane.temp_path.parent.mkdir(parents=True, exist_ok=True)
             lane.file = open(lane.temp_path, "wb")  # noqa: SIM115 - closed in close_generation
             # Measured on 1 MB rows (see benchmarks/unihand_streaming_speed.py): dictionary pages on the float and
@@ -682,7 +665,7 @@ class UniHandBuilder:
     def _resolve_schema(self, first_row: Mapping[str, Any]) -> None:
         """Fix the optional columns from the hooks, or from what the first row carries (sources may add them)."""
         self._validator = RowValidator.for_first_row(first_row, self.ssl_hook, self.token_hook)
-        self._ssl_shape, self._with_tokens = self._validator.ssl_shape, self._validator.with_tokens
+        self._ssl_shape, self._tokens_per_chunk = self._validator.ssl_shape, self._validator.tokens_per_chunk
         self.features = self._validator.features
 
     # -------------------------------------------------------------- rows
@@ -709,7 +692,7 @@ class UniHandBuilder:
         for row, split in pending:
             if self.ssl_hook is not None or self.token_hook is not None:
                 try:
-                    _check_hook_columns(row, self._ssl_shape, self._with_tokens)
+                    _check_hook_columns(row, self._ssl_shape, self._tokens_per_chunk)
                 except RowValidationError as error:
                     if self.on_error == "raise":
                         raise
@@ -739,7 +722,7 @@ class UniHandBuilder:
         self.report = BuildReport(self.output_dir)
         self._writers: dict[tuple[str, str], _ShardWriter] = {}
         self._pending: list[tuple[dict[str, Any], str]] = []
-        self._ssl_shape, self._with_tokens = None, False
+        self._ssl_shape, self._tokens_per_chunk = None, None
         self.features: datasets.Features | None = None
         start = time.perf_counter()
         hook_failed = False
@@ -845,7 +828,7 @@ def prepare_output(output_dir: Path, overwrite: bool) -> None:
         )
     if existing:
         shutil.rmtree(output_dir / DATA_DIR)
-        for name in ("README.md", BUILD_INFO_FILE, "preview.png", "LICENSE.md"):
+        for name in REPO_FILES:
             (output_dir / name).unlink(missing_ok=True)
     output_dir.mkdir(parents=True, exist_ok=True)
 
@@ -901,7 +884,7 @@ def write_card_and_preview(output_dir: Path, preview: bool) -> None:
         from dataset_scripts import card
 
         if preview:
-            card.render_preview(output_dir, output_dir / "preview.png")
+            card.render_preview(output_dir, output_dir / PREVIEW_FILE)
         card.write_card(output_dir)
     except Exception:
         logger.exception("could not write the dataset card for %s; run `python -m dataset_scripts info`", output_dir)
@@ -912,9 +895,3 @@ def build_unihand(
 ) -> BuildReport:
     """One-call build: `build_unihand(dir, [source, ...], shard_bytes="64MB", on_error="skip")`."""
     return UniHandBuilder(output_dir, **options).build(sources, command=command)
-
-
-def read_build_info(repo_dir: str | os.PathLike) -> dict[str, Any]:
-    """The build record, or {} for repos written by other tools."""
-    path = Path(repo_dir) / BUILD_INFO_FILE
-    return json.loads(path.read_text()) if path.exists() else {}

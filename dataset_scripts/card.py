@@ -28,22 +28,29 @@ import yaml
 from huggingface_hub import DatasetCardData
 from PIL import Image, ImageDraw, ImageFont
 
-from dataset_scripts.builder import (
+from dataset_scripts.images import decode_image
+from dataset_scripts.repo_layout import (
     BUILD_INFO_FILE,
-    DATA_DIR,
+    CARD_FILE,
     DEFAULT_SHARDS_PER_SPLIT,
+    DOMAINS,
+    LICENSE_FILE,
+    PREVIEW_FILE,
+    SPLITS,
     ShardRecord,
     read_build_info,
+    shard_domain_split,
+    shard_files,
+    shard_glob,
+    shard_index,
 )
-from dataset_scripts.schema import COLUMN_DOCS, DOMAINS, OPTIONAL_COLUMN_DOCS, SPLITS, boundary_frame_indices
-from dataset_scripts.streaming import decode_image, read_features, table_to_rows
+from dataset_scripts.schema import COLUMN_DOCS, OPTIONAL_COLUMN_DOCS, boundary_frame_indices
+from dataset_scripts.streaming import read_features, table_to_rows
 from modeling_jala.hand_jala import JOINTS_XYZ, hand_skeleton_edges
 
 logger = logging.getLogger(__name__)
 
 CONFIG_DOMAINS: dict[str, tuple[str, ...]] = {"lab": ("lab",), "wild": ("wild",), "all": DOMAINS}
-PREVIEW_FILE = "preview.png"
-LICENSE_FILE = "LICENSE.md"
 LICENSE_NAME = "unihand-mix-per-source"
 #: Sources whose clips this project's code generates (Apache-2.0, like the code); any other source is third-party.
 PROCEDURAL_SOURCES = ("synthetic", "fixture")
@@ -133,10 +140,6 @@ def _sum_bytes(shards: Iterable[ShardRecord]) -> int:
     return sum(shard.bytes for shard in shards)
 
 
-def shard_files(repo_dir: str | os.PathLike) -> list[Path]:
-    return sorted(Path(repo_dir, DATA_DIR).glob("*/*.parquet"))
-
-
 def collect_stats(repo_dir: str | os.PathLike) -> RepoStats:
     """Read the small columns of every shard (no images) and count."""
     repo = Path(repo_dir)
@@ -146,7 +149,7 @@ def collect_stats(repo_dir: str | os.PathLike) -> RepoStats:
     columns: list[str] = []
     uncompressed: dict[str, int] = {}
     for path in shard_files(repo):
-        domain, split = path.parent.name, path.name.rsplit("-", 1)[0]
+        domain, split = shard_domain_split(path)
         parquet = pq.ParquetFile(path)
         columns = columns or parquet.schema_arrow.names
         shards.append(
@@ -240,10 +243,6 @@ def stats_tables(stats: RepoStats, markdown: bool = False) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _shard_index(shard: ShardRecord) -> int:
-    return int(shard.path.rsplit("-", 1)[1].split(".")[0])
-
-
 def interleaved_train_files(shards: Sequence[ShardRecord], bundles: int = DEFAULT_SHARDS_PER_SPLIT) -> list[str]:
     """The shards of a split holding several domains, in an order that `split_dataset_by_node` splits with every
     domain on every rank.
@@ -258,7 +257,7 @@ def interleaved_train_files(shards: Sequence[ShardRecord], bundles: int = DEFAUL
     and loses this; `UniHandStream` / `hf_streaming_mixture` split per domain instead.
     """
     by_domain: dict[str, list[ShardRecord]] = {}
-    for shard in sorted(shards, key=lambda record: (record.domain, _shard_index(record))):
+    for shard in sorted(shards, key=lambda record: (record.domain, shard_index(record.path))):
         by_domain.setdefault(shard.domain, []).append(shard)
     # bundle -> (position of the shard's middle row in its domain, domain, path)
     contents: list[list[tuple[float, str, str]]] = [[] for _ in range(bundles)]
@@ -297,7 +296,7 @@ def card_configs(stats: RepoStats, bundles: int = DEFAULT_SHARDS_PER_SPLIT) -> l
             if len({shard.domain for shard in shards}) > 1:
                 data_files.append({"split": split, "path": interleaved_train_files(shards, bundles)})
             else:
-                data_files.append({"split": split, "path": f"{DATA_DIR}/{shards[0].domain}/{split}-*.parquet"})
+                data_files.append({"split": split, "path": shard_glob(shards[0].domain, split)})
         if data_files:
             entry: dict[str, Any] = {"config_name": config, "data_files": data_files}
             if config == "all":
@@ -529,10 +528,12 @@ def render_card(repo_dir: str | os.PathLike, stats: RepoStats | None = None) -> 
     else:
         lines.append("- `ssl_features`: not precomputed in this build (the LAP encodes boundary frames itself).")
     if tokenizer:
+        per_chunk = tokenizer.get("tokens_per_chunk")
+        halves = f" ({per_chunk // 2} wrist + {per_chunk // 2} finger)" if isinstance(per_chunk, int) else ""
         lines.append(
             f"- `motion_tokens`: JalaMotionTokenizer `{tokenizer.get('tokenizer')}`, codebook "
-            f"{tokenizer.get('codebook_size')}, {tokenizer.get('tokens_per_chunk')} tokens per chunk (64 wrist + "
-            "64 finger), -100 where a chunk or hand is missing."
+            f"{tokenizer.get('codebook_size')}, {per_chunk} tokens per chunk{halves}, -100 where a chunk or hand is "
+            "missing."
         )
     else:
         lines.append("- `motion_tokens`: not precomputed in this build.")
@@ -578,14 +579,14 @@ def write_card(repo_dir: str | os.PathLike) -> Path:
     stats = collect_stats(repo)
     if card_license(stats).get("license_link") == LICENSE_FILE:
         (repo / LICENSE_FILE).write_text(render_license(stats))
-    path = repo / "README.md"
+    path = repo / CARD_FILE
     path.write_text(render_card(repo, stats))
     return path
 
 
 def read_card_yaml(repo_dir: str | os.PathLike) -> dict[str, Any]:
     """The YAML front matter of README.md as a dict; raises ValueError naming what is wrong."""
-    text = (Path(repo_dir) / "README.md").read_text()
+    text = (Path(repo_dir) / CARD_FILE).read_text()
     if not text.startswith("---\n") or "\n---\n" not in text[4:]:
         raise ValueError("README.md has no YAML front matter between '---' lines; rewrite it with write_card().")
     return yaml.safe_load(text[4 : text.index("\n---\n", 4)])
@@ -595,7 +596,7 @@ def check_repo(repo_dir: str | os.PathLike) -> list[str]:
     """Problems that would stop `load_dataset(dir, config)` or hide shards from it; empty when the repo is sound."""
     repo = Path(repo_dir)
     problems: list[str] = []
-    if not (repo / "README.md").exists():
+    if not (repo / CARD_FILE).exists():
         return ["README.md is missing; run `python -m dataset_scripts info DIR --write-card`."]
     try:
         front = read_card_yaml(repo)
@@ -658,7 +659,7 @@ def _preview_rows(repo: Path, domain: str, count: int) -> list[dict[str, Any]]:
     """Up to `count` rows of a domain, dealt round-robin over (source, labelled) so that every source and both
     labelled and unlabelled clips show; only the `source` / `labelled` columns are scanned, then the picked row
     groups are read."""
-    files = sorted(Path(repo, DATA_DIR, domain).glob("*.parquet"), key=lambda p: (not p.name.startswith("train"), p))
+    files = sorted(shard_files(repo, domain), key=lambda p: (not p.name.startswith("train"), p))
     candidates: dict[tuple[str, bool], list[tuple[Path, int, int]]] = {}
     for path in files:
         parquet = pq.ParquetFile(path)

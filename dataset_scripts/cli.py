@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dataset_scripts.repo_layout import DATA_DIR, DEFAULT_SHARD_BYTES, DEFAULT_SHARDS_PER_SPLIT
+
 logger = logging.getLogger("dataset_scripts")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -381,12 +383,12 @@ def cmd_build_datatrove(args: argparse.Namespace, sources: dict[str, type]) -> i
 
 
 def cmd_info(args: argparse.Namespace, sources: dict[str, type]) -> int:
-    from dataset_scripts.builder import read_build_info
     from dataset_scripts.card import check_repo, collect_stats, stats_tables, write_card
+    from dataset_scripts.repo_layout import read_build_info
 
     stats = collect_stats(args.repo)
     if not stats.shards:
-        logger.error("%s holds no shards under data/; build it first.", args.repo)
+        logger.error("%s holds no shards under %s/; build it first.", args.repo, DATA_DIR)
         return 1
     if args.write_card:
         write_card(args.repo)
@@ -440,12 +442,16 @@ def cmd_preview(args: argparse.Namespace, sources: dict[str, type]) -> int:
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, type=Path, help="repo directory to write")
-    parser.add_argument("--shard-size", default="256MB", help="target shard size, e.g. 256MB, 500KB (default 256MB)")
+    shard_size = f"{DEFAULT_SHARD_BYTES // 2**20}MB"
+    parser.add_argument(
+        "--shard-size", default=shard_size, help=f"target shard size, e.g. 256MB, 500KB (default {shard_size})"
+    )
     parser.add_argument(
         "--shards-per-split",
         type=int,
-        default=8,
-        help="parallel shards per domain and split, so every rank / DataLoader worker reads both domains (default 8)",
+        default=DEFAULT_SHARDS_PER_SPLIT,
+        help="parallel shards per domain and split, so every rank / DataLoader worker reads both domains "
+        f"(default {DEFAULT_SHARDS_PER_SPLIT})",
     )
     parser.add_argument(
         "--on-error", choices=("raise", "skip"), default="raise", help="stop at an invalid row, or log and skip it"

@@ -37,8 +37,10 @@ hands_present       bool             (B, 2)                  hands acting in the
 labelled            bool             (B,)                    motion is a trainable label (gates L_MCP)
 label_confidence    float32          (B,)                    1 exact, tracker confidence for pseudo, 0 none
 camera_intrinsics   float32          (B, 4)                  (fx, fy, cx, cy) of the *resized* frames
-motion_tokens       int64            (B, 2, N_max, 128)      tokenizer ids per hand and chunk, -100 where missing;
-                                                             present when the rows carry them
+motion_tokens       int64            (B, 2, N_max, K)        tokenizer ids per hand and chunk, -100 where missing;
+                                                             present when the rows carry them (K = the build's
+                                                             tokens per chunk, read from the rows: 128 for the
+                                                             paper's tokenizer)
 ==================  ===============  ======================  ==================================================
 
 Cropping: with `max_chunks`, a clip with more chunks keeps a window of `max_chunks` chunks: motion frames
@@ -50,7 +52,6 @@ resumed run crops exactly as the uninterrupted one would.
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,24 +61,22 @@ import numpy as np
 import torch
 from PIL import Image
 
-from dataset_scripts.schema import CHUNK_FRAMES, num_chunks
+from dataset_scripts.images import decode_image, open_image
+from dataset_scripts.schema import num_chunks
 from modeling_jala.hand_jala import D162_DIM
+from modeling_jala.layout_jala import (
+    CHUNK_FRAMES,
+    CLIP_MOTION_AXES,
+    CLIP_TOKEN_AXES,
+    IGNORE_TOKEN_ID,
+    ROW_MOTION_AXES,
+    ROW_TOKEN_AXES,
+    reorder_axes,
+)
 
-IGNORE_TOKEN_ID = -100
-TOKENS_PER_CHUNK = 128
 #: Row key set by the pretraining mixture (`trainers.pretrain_collator.DescriptionMixture`) on the rows it draws as
 #: motion-description samples; rows without it are ordinary samples.
 DESCRIBE_KEY = "__describe__"
-
-
-def _open_image(image: Any) -> Image.Image:
-    if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, dict):
-        return Image.open(io.BytesIO(image["bytes"])) if image.get("bytes") else Image.open(image["path"])
-    if isinstance(image, np.ndarray):
-        return Image.fromarray(image.astype(np.uint8))
-    raise TypeError(f"cannot read an image from {type(image)}; expected a {{'bytes'}} dict, PIL image or array.")
 
 
 def load_frame(
@@ -85,8 +84,9 @@ def load_frame(
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
     """Decode and resize to (H, W) = size; returns uint8 (H, W, 3) and the affine map (sx, sy, ox, oy) that takes
     a pixel coordinate u of the stored frame to sx * (u + 0.5) - 0.5 - ox in the output (pixel centres at
-    integers, as OpenCV)."""
-    pil = _open_image(image)
+    integers, as OpenCV). A JPEG is decoded at the smallest 1/2^k scale still >= the target (`decode_image`'s
+    draft mode)."""
+    pil = open_image(image)
     height, width = size
     source_w, source_h = pil.size
     if mode == "stretch":
@@ -101,16 +101,14 @@ def load_frame(
         box = (left, top, left + crop_w, top + crop_h)
     else:
         raise ValueError(f"resize mode must be 'stretch' or 'center_crop', got {mode!r}.")
-    if pil.format == "JPEG":
-        # Decode at the smallest 1/2^k scale that is still >= the target: DCT-domain downscaling is ~free.
-        needed = (
-            max(1, round(width * source_w / (box[2] - box[0]))),
-            max(1, round(height * source_h / (box[3] - box[1]))),
-        )
-        pil.draft("RGB", needed)
+    # The size the whole stored frame must still cover so that the box resizes to (width, height).
+    needed = (
+        max(1, round(width * source_w / (box[2] - box[0]))),
+        max(1, round(height * source_h / (box[3] - box[1]))),
+    )
+    pil = decode_image(pil, draft_size=needed)
     draft_scale = pil.size[0] / source_w, pil.size[1] / source_h
     box = (box[0] * draft_scale[0], box[1] * draft_scale[1], box[2] * draft_scale[0], box[3] * draft_scale[1])
-    pil = pil.convert("RGB")
     if pil.size != (width, height) or box != (0.0, 0.0, float(pil.size[0]), float(pil.size[1])):
         pil = pil.resize((width, height), Image.BILINEAR, box=box)
     return np.array(pil, dtype=np.uint8), (sx, sy, ox, oy)
@@ -196,7 +194,10 @@ class UniHandCollator:
         if want_ssl:
             p, d = np.asarray(rows[0]["ssl_features"]).shape[1:]
             ssl = np.zeros((batch_size, n_max + 1, p, d), np.float16)
-        tokens = np.full((batch_size, 2, n_max, TOKENS_PER_CHUNK), IGNORE_TOKEN_ID, np.int64) if has_tokens else None
+        tokens = None
+        if has_tokens:
+            tokens_per_chunk = np.shape(rows[0]["motion_tokens"])[-1]
+            tokens = np.full((batch_size, 2, n_max, tokens_per_chunk), IGNORE_TOKEN_ID, np.int64)
 
         for b, (row, start, n, length) in enumerate(zip(rows, starts, kept, lengths, strict=True)):
             boundary_mask[b, : n + 1] = True
@@ -214,9 +215,10 @@ class UniHandCollator:
             if row.get("motion") is not None and row["labelled"]:
                 clip = np.asarray(row["motion"], dtype=np.float32)
                 first = CHUNK_FRAMES * start
-                motion[b, :, :length] = clip[first : first + length].transpose(1, 0, 2)
+                motion[b, :, :length] = reorder_axes(clip[first : first + length], ROW_MOTION_AXES, CLIP_MOTION_AXES)
             if tokens is not None:
-                tokens[b, :, :n] = np.asarray(row["motion_tokens"])[start : start + n].transpose(1, 0, 2)
+                row_tokens = np.asarray(row["motion_tokens"])[start : start + n]
+                tokens[b, :, :n] = reorder_axes(row_tokens, ROW_TOKEN_AXES, CLIP_TOKEN_AXES)
 
         batch: dict[str, Any] = {
             "ids": [str(row["id"]) for row in rows],

@@ -47,17 +47,12 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from dataset_scripts.builder import (
-    DATA_DIR,
     DEFAULT_ROW_GROUP_BYTES,
     DEFAULT_ROW_GROUP_ROWS,
-    DEFAULT_SHARD_BYTES,
-    DEFAULT_SHARDS_PER_SPLIT,
     MAX_LISTED_REJECTS,
-    SPLIT_DOMAINS,
     BuildReport,
     MotionTokenHook,
     RowValidator,
-    ShardRecord,
     SslFeatureHook,
     _encode_rows,
     _jsonable,
@@ -66,11 +61,20 @@ from dataset_scripts.builder import (
     duplicate_id_error,
     parse_size,
     prepare_output,
-    read_build_info,
     write_build_info,
     write_card_and_preview,
 )
-from dataset_scripts.schema import SPLITS, RowValidationError, unihand_features
+from dataset_scripts.repo_layout import (
+    DEFAULT_SHARD_BYTES,
+    DEFAULT_SHARDS_PER_SPLIT,
+    SPLIT_DOMAINS,
+    SPLITS,
+    ShardRecord,
+    partial_shard_glob,
+    read_build_info,
+    shard_glob,
+)
+from dataset_scripts.schema import RowValidationError, unihand_features
 from dataset_scripts.sources.base import ClipSource
 
 try:
@@ -358,7 +362,7 @@ class StageRowsStep(PipelineStep):
             "staged": {f"{domain}/{split}": count for (domain, split), count in sorted(staged.counts.items())},
             "optional_columns": None
             if validator is None
-            else {"ssl_shape": validator.ssl_shape, "with_tokens": validator.with_tokens},
+            else {"ssl_shape": validator.ssl_shape, "tokens_per_chunk": validator.tokens_per_chunk},
             "rejected": rejected,
             "ssl_encoder": ssl_hook.describe() if ssl_hook else None,
             "motion_tokenizer": token_hook.describe() if token_hook else None,
@@ -377,12 +381,12 @@ def _read_task_metas(settings: PipelineSettings, num_tasks: int) -> list[dict[st
     return metas
 
 
-def _build_optional_columns(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, int] | None, bool]:
+def _build_optional_columns(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, int] | None, int | None]:
     """The optional columns of the build: those of its first row (the builder's rule), which every task must
     share; a task whose first row differs would have its rows judged differently than by the builder."""
     seen = [(meta["rank"], meta["optional_columns"]) for meta in metas if meta["optional_columns"] is not None]
     if not seen:
-        return None, False
+        return None, None
     first_rank, first = seen[0]
     for rank, columns in seen[1:]:
         if columns != first:
@@ -392,7 +396,7 @@ def _build_optional_columns(metas: Sequence[Mapping[str, Any]]) -> tuple[tuple[i
                 "none), or build with `python -m dataset_scripts build`, which rejects the rows that differ."
             )
     shape = first["ssl_shape"]
-    return (tuple(shape) if shape is not None else None), bool(first["with_tokens"])  # type: ignore[return-value]
+    return (tuple(shape) if shape is not None else None), first["tokens_per_chunk"]  # type: ignore[return-value]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -440,14 +444,11 @@ class MergeShardsStep(PipelineStep):
         domain, split = key
         output = Path(settings.output_dir)
         # A merge stopped half-way left shards of this key; they are rewritten from the staged rows.
-        for stale in [
-            *output.glob(f"{DATA_DIR}/{domain}/{split}-*.parquet"),
-            *output.glob(f"{DATA_DIR}/{domain}/.{split}-*"),
-        ]:
+        for stale in [*output.glob(shard_glob(domain, split)), *output.glob(partial_shard_glob(domain, split))]:
             stale.unlink()
         metas = _read_task_metas(settings, self.num_tasks)
-        ssl_shape, with_tokens = _build_optional_columns(metas)
-        features = unihand_features(ssl_shape, with_tokens)
+        ssl_shape, tokens_per_chunk = _build_optional_columns(metas)
+        features = unihand_features(ssl_shape, tokens_per_chunk)
         global_ids = _global_id_makers(self.sources, self.tasks, metas)
         duplicates = _duplicates_across_tasks(settings, global_ids)
         writer = _ShardWriter(
@@ -527,7 +528,7 @@ class FinishRepoStep(PipelineStep):
         settings = self.settings
         output, work = Path(settings.output_dir), Path(settings.work_dir)
         metas = _read_task_metas(settings, len(self.tasks))
-        ssl_shape, with_tokens = _build_optional_columns(metas)
+        ssl_shape, tokens_per_chunk = _build_optional_columns(metas)
         report = BuildReport(output)
         rejects: list[tuple[int, int, dict[str, str]]] = []
         global_ids = _global_id_makers(self.sources, self.tasks, metas)
@@ -559,7 +560,7 @@ class FinishRepoStep(PipelineStep):
             command=settings.command,
             sources=self.sources,
             settings=settings.builder_settings(),
-            features=unihand_features(ssl_shape, with_tokens)
+            features=unihand_features(ssl_shape, tokens_per_chunk)
             if any(meta["optional_columns"] is not None for meta in metas)
             else None,
             ssl_encoder=described.get("ssl_encoder"),

@@ -11,7 +11,6 @@ clamped to T - 1): chunk k spans boundary frames k and k + 1, the (v_t, v_{t+15}
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -20,13 +19,11 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from dataset_scripts.images import decode_image
+from dataset_scripts.repo_layout import DOMAINS
 from modeling_jala.hand_jala import D162_DIM
+from modeling_jala.layout_jala import CHUNK_FRAMES, FPS, IGNORE_TOKEN_ID
 
-FPS = 15.0
-CHUNK_FRAMES = 15
-HANDS = ("left", "right")
-DOMAINS = ("lab", "wild")
-SPLITS = ("train", "test_lab", "test_wild")
 #: The paper's four task types (UniHand-Mix, §4).
 TASK_TYPES = ("motion_generation", "motion_continuation", "motion_description", "video_only")
 LABEL_SOURCES = ("exact", "pseudo", "none")
@@ -58,7 +55,8 @@ COLUMN_DOCS: dict[str, str] = {
 OPTIONAL_COLUMN_DOCS: dict[str, str] = {
     "ssl_features": "(N + 1, P, D) float16 features of the boundary frames from the frozen SSL encoder named in "
     "the card (DINOv3 / V-JEPA2), precomputed so the LAP needs no encoder at train time.",
-    "motion_tokens": "(N, 2, 128) int16 motion-tokenizer ids per chunk and hand (-100 where no chunk / hand).",
+    "motion_tokens": "(N, 2, K) int16 motion-tokenizer ids per chunk and hand (-100 where no chunk / hand); K is the "
+    "tokenizer's tokens per chunk (128 for the paper's), recorded in the card.",
 }
 
 
@@ -70,8 +68,13 @@ def nullable_array(dtype: str, rank: int) -> datasets.List:
     return feature
 
 
-def unihand_features(ssl_feature_shape: tuple[int, int] | None = None, with_motion_tokens: bool = False):
+def unihand_features(
+    ssl_feature_shape: tuple[int, int] | None = None, motion_tokens_per_chunk: int | None = None
+) -> datasets.Features:
     """`datasets.Features` of a build; optional columns are part of the schema only when the build has them.
+
+    `ssl_feature_shape`: (P, D) of the build's `ssl_features`; `motion_tokens_per_chunk`: K of its `motion_tokens`
+    (the motion tokenizer's `tokens_per_chunk`). None leaves the column out.
 
     `motion` is null in unlabelled rows, so it is declared as nested float32 lists, not `Array3D`: datasets 5.2
     reads a null `Array3D` row as NaN (streaming) or fails on it (batches), nested lists keep it None. The arrow
@@ -98,8 +101,10 @@ def unihand_features(ssl_feature_shape: tuple[int, int] | None = None, with_moti
     }
     if ssl_feature_shape is not None:
         features["ssl_features"] = datasets.Array3D(shape=(None, *ssl_feature_shape), dtype="float16")
-    if with_motion_tokens:
-        features["motion_tokens"] = datasets.Array3D(shape=(None, 2, 128), dtype="int16")
+    if motion_tokens_per_chunk is not None:
+        if isinstance(motion_tokens_per_chunk, bool) or int(motion_tokens_per_chunk) < 1:
+            raise ValueError(f"motion_tokens_per_chunk must be a positive int, got {motion_tokens_per_chunk!r}.")
+        features["motion_tokens"] = datasets.Array3D(shape=(None, 2, int(motion_tokens_per_chunk)), dtype="int16")
     return datasets.Features(features)
 
 
@@ -110,14 +115,6 @@ def num_chunks(num_frames: int) -> int:
 def boundary_frame_indices(num_frames: int) -> list[int]:
     """Frame index of every chunk boundary: 0, 15, ..., 15 N, the last clamped to the final frame."""
     return [min(CHUNK_FRAMES * k, num_frames - 1) for k in range(num_chunks(num_frames) + 1)]
-
-
-def encode_image(image: np.ndarray | Image.Image, quality: int = 90) -> dict[str, Any]:
-    """An RGB frame as the `datasets.Image` storage dict (JPEG bytes): 10x smaller than PNG, fine for training."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image, dtype=np.uint8))
-    buffer = io.BytesIO()
-    pil.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return {"bytes": buffer.getvalue(), "path": None}
 
 
 class RowValidationError(ValueError):
@@ -135,9 +132,7 @@ def _decode_check(row_id: str, field: str, image: Any) -> tuple[int, int]:
         if not data:
             raise RowValidationError(row_id, field, "image dict has no bytes; encode frames with encode_image().")
         try:
-            with Image.open(io.BytesIO(data)) as pil:
-                pil.load()
-                return pil.size
+            return decode_image(image).size
         except Exception as error:  # PIL raises many types for corrupt data
             raise RowValidationError(
                 row_id, field, f"image bytes do not decode ({error}); re-encode the frame."
@@ -151,8 +146,28 @@ def _decode_check(row_id: str, field: str, image: Any) -> tuple[int, int]:
     )
 
 
-def validate_row(row: Mapping[str, Any], ssl_feature_shape: tuple[int, int] | None = None) -> None:
-    """Raise RowValidationError naming the row and field for anything a shard must not contain."""
+def check_motion_tokens(row_id: str, tokens: Any, chunks: int, tokens_per_chunk: int) -> None:
+    """A row's `motion_tokens` for a build storing `tokens_per_chunk` ids per chunk and hand: (chunks, 2, K)
+    integer ids >= 0, or -100 where a chunk or hand is missing."""
+    if tokens is None or np.asarray(tokens).shape != (chunks, 2, tokens_per_chunk):
+        got = None if tokens is None else np.asarray(tokens).shape
+        raise RowValidationError(row_id, "motion_tokens", f"shape {got}, expected ({chunks}, 2, {tokens_per_chunk}).")
+    tokens = np.asarray(tokens)
+    if not np.issubdtype(tokens.dtype, np.integer) or tokens.min() < IGNORE_TOKEN_ID:
+        raise RowValidationError(
+            row_id, "motion_tokens", f"must be integer ids >= 0, or {IGNORE_TOKEN_ID} where missing."
+        )
+
+
+def validate_row(
+    row: Mapping[str, Any],
+    ssl_feature_shape: tuple[int, int] | None = None,
+    motion_tokens_per_chunk: int | None = None,
+) -> None:
+    """Raise RowValidationError naming the row and field for anything a shard must not contain.
+
+    `ssl_feature_shape` / `motion_tokens_per_chunk`: the optional columns of the build (see `unihand_features`),
+    which every row must then carry with these shapes; None checks neither."""
     row_id = str(row.get("id", "<no id>"))
     required = set(COLUMN_DOCS)
     missing = sorted(required - set(row))
@@ -230,3 +245,5 @@ def validate_row(row: Mapping[str, Any], ssl_feature_shape: tuple[int, int] | No
             )
         if not np.isfinite(features).all():
             raise RowValidationError(row_id, "ssl_features", "non-finite values.")
+    if motion_tokens_per_chunk is not None:
+        check_motion_tokens(row_id, row.get("motion_tokens"), expected - 1, motion_tokens_per_chunk)

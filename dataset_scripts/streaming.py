@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import io
 import logging
 import os
 from collections import OrderedDict
@@ -51,16 +50,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from PIL import Image
 
-from dataset_scripts.schema import SPLITS
+from dataset_scripts.repo_layout import DATA_DIR, SPLIT_DOMAINS, SPLITS, shard_files
 
 logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 #: Keys the stream adds to every row (the collator uses `__index__` to seed per-sample crops).
 META_KEYS = ("__index__", "__component__", "__epoch__")
-_SPLIT_DOMAINS = {"train": ("lab", "wild"), "test_lab": ("lab",), "test_wild": ("wild",)}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -141,17 +138,6 @@ def table_to_rows(table: pa.Table, features: datasets.Features | None = None) ->
     return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
-def decode_image(image: Any) -> Image.Image:
-    """A stored image (`{"bytes", "path"}` dict, PIL image or HxWx3 array) as an RGB PIL image."""
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, dict):
-        if image.get("bytes"):
-            return Image.open(io.BytesIO(image["bytes"])).convert("RGB")
-        return Image.open(image["path"]).convert("RGB")
-    return Image.fromarray(np.asarray(image, dtype=np.uint8)).convert("RGB")
-
-
 # ------------------------------------------------------------------------------------------------------------
 # Components
 # ------------------------------------------------------------------------------------------------------------
@@ -188,7 +174,7 @@ def _scan_components(repo: str, split: str, domains: Sequence[str]) -> list[Stre
     """Find a repo's shards for `split` and group their rows by source (reads only the `source` column)."""
     components: dict[tuple[str, str], StreamComponent] = {}
     for domain in domains:
-        files = sorted(str(path) for path in Path(repo, "data", domain).glob(f"{split}-*.parquet"))
+        files = [str(path) for path in shard_files(repo, domain, split)]
         for file_index, path in enumerate(files):
             parquet = pq.ParquetFile(path)
             sources = pq.read_table(path, columns=["source"]).column("source").to_numpy(zero_copy_only=False)
@@ -454,12 +440,12 @@ class UniHandStream(torch.utils.data.IterableDataset):
         self.rank, self.world_size = _distributed_defaults(rank, world_size)
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}.")
-        wanted = list(domains) if domains is not None else list(_SPLIT_DOMAINS[split])
+        wanted = list(domains) if domains is not None else list(SPLIT_DOMAINS[split])
         self.components: list[StreamComponent] = []
         for repo in self.repos:
-            if not Path(repo, "data").is_dir():
+            if not Path(repo, DATA_DIR).is_dir():
                 raise FileNotFoundError(
-                    f"{repo} has no data/ folder; build it with `python -m dataset_scripts build`."
+                    f"{repo} has no {DATA_DIR}/ folder; build it with `python -m dataset_scripts build`."
                 )
             self.components.extend(_scan_components(repo, split, wanted))
         if not self.components:
@@ -632,8 +618,8 @@ def hf_streaming_mixture(
     repo_list = [repos] if isinstance(repos, str | os.PathLike) else list(repos)
     parts, counts, names = [], [], []
     for repo in repo_list:
-        for domain in _SPLIT_DOMAINS[split]:
-            files = sorted(Path(repo, "data", domain).glob(f"{split}-*.parquet"))
+        for domain in SPLIT_DOMAINS[split]:
+            files = shard_files(repo, domain, split)
             if not files:
                 continue
             parts.append(datasets.load_dataset(str(repo), domain, split=split, streaming=True))

@@ -19,10 +19,15 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .layout_jala import CHUNK_FRAMES
+
 logger = logging.getLogger(__name__)
 
 
 #: A Hub repository id: "name" or "namespace/name" (letters, digits, "-", "_", ".").
+#: Which SSL-encoder output tokens the perceivers read (`JalaConfig.ssl_token_selection`), like InternVL's
+#: `vision_feature_select_strategy`: the (pooled) patch grid, CLS + registers + patches, or CLS alone.
+SSL_TOKEN_SELECTIONS: tuple[str, ...] = ("patches", "all", "cls")
 HUB_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -111,7 +116,7 @@ class JalaMotionTokenizerConfig(PreTrainedConfig):
 
     model_type = "jala_motion_tokenizer"
 
-    chunk_frames: int = 15
+    chunk_frames: int = CHUNK_FRAMES
     downsample_factor: int = 4
     num_groups: int = 2
     num_residual_layers: int = 8
@@ -370,6 +375,9 @@ class JalaConfig(PreTrainedConfig):
         perceiver_hidden_size / perceiver_num_layers / perceiver_num_heads / perceiver_mlp_ratio:
             LAP/LSP width (D: 1024), blocks (2, the paper's), heads (D: 16) and MLP ratio (D: 4).
         ssl_pool_grid (`int`, *optional*): (D) average-pool the SSL patch grid to G x G tokens before the perceiver.
+        ssl_token_selection (`str`, defaults to `"patches"`): (D) which encoder tokens the perceivers read:
+            `patches` (the pooled patch grid, no CLS / register tokens), `all` (prefix tokens + pooled patches) or
+            `cls`. Precomputed dataset features must be built with the same choice (`build --ssl-tokens`).
         target_mask_ratios (`list[float]`): mask ratios drawn for the target chunk.
         future_mask_ratio (`float`, defaults to 0.05): mask ratio of the chunks after the target.
         block_per_time_chunk (`bool`, defaults to `True`):
@@ -418,6 +426,7 @@ class JalaConfig(PreTrainedConfig):
     perceiver_num_heads: int = 16
     perceiver_mlp_ratio: float = 4.0
     ssl_pool_grid: int | None = None
+    ssl_token_selection: str = "patches"
     target_mask_ratios: list[float] | None = None
     future_mask_ratio: float = 0.05
     block_per_time_chunk: bool = True
@@ -506,6 +515,11 @@ class JalaConfig(PreTrainedConfig):
             raise ValueError(f"ssl_encoder_config.model_type must be 'dinov3_vit' or 'vjepa2', got {encoder_type!r}.")
         if self.ssl_pool_grid is not None and self.ssl_pool_grid < 1:
             raise ValueError(f"JalaConfig.ssl_pool_grid must be a positive int or None, got {self.ssl_pool_grid}.")
+        if self.ssl_token_selection not in SSL_TOKEN_SELECTIONS:
+            raise ValueError(
+                f"JalaConfig.ssl_token_selection must be one of {SSL_TOKEN_SELECTIONS}, "
+                f"got {self.ssl_token_selection!r}."
+            )
         if self.decoding_steps < 1 or self.decoding_ensemble < 1:
             raise ValueError("JalaConfig.decoding_steps and decoding_ensemble must be >= 1.")
         if self.description_weight < 0:

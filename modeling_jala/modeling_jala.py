@@ -30,26 +30,25 @@ from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_jala import DECODING_STRATEGIES, JalaActionHeadConfig, JalaConfig
-from .flow_head_jala import (
-    JalaFlowHead,
-    flow_matching_sample,
-    interpolate,
-    make_scheduler,
-    sample_training_sigmas,
-    velocity_target,
-)
+from .configuration_jala import DECODING_STRATEGIES, JalaConfig
 from .hand_jala import JOINTS_XYZ, NUM_JOINTS
 from .lapa_jala import LatentActionQuantizer
-from .motion_tokenizer_jala import IGNORE_TOKEN_ID, JalaMotionTokenizer
+from .layout_jala import (
+    CLIP_TOKEN_AXES,
+    HANDS,
+    IGNORE_TOKEN_ID,
+    SEQUENCE_TOKEN_AXES,
+    MotionSlotLayout,
+    reorder_axes,
+)
+from .motion_tokenizer_jala import JalaMotionTokenizer
 from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
-from .processing_jala import DESCRIPTION_PROMPT, IGNORED_LABEL, JalaProcessor
+from .processing_jala import DESCRIPTION_PROMPT, JalaProcessor
 from .ssl_features_jala import encode_ssl_frames
 from .strict_loading_jala import HUB_DOWNLOAD_KWARGS, StrictLoadingMixin, hub_download_kwargs, join_subfolder
 
 logger = logging.getLogger(__name__)
 
-HANDS = ("left", "right")
 MOTION_TOKENIZER_SUBFOLDER = "motion_tokenizer"
 
 
@@ -101,7 +100,7 @@ class JalaPretrainingOutput(ModelOutput):
         description_logits: (B, Lt, V) the backbone's LM head at the description positions (position t predicts
             token t + 1), or None.
         num_description_tokens: description tokens that entered L_desc.
-        motion_mask: (B, N, 2, K) which slots were placeholders.
+        placeholder_slots: (B, N, 2, K) which slots were placeholders.
         predictive_embeddings / latent_actions / slot_mask: as in [`JalaModelOutput`].
     """
 
@@ -117,7 +116,7 @@ class JalaPretrainingOutput(ModelOutput):
     description_loss: Tensor | None = None
     description_logits: Tensor | None = None
     num_description_tokens: Tensor | None = None
-    motion_mask: Tensor | None = None
+    placeholder_slots: Tensor | None = None
     predictive_embeddings: Tensor | None = None
     latent_actions: Tensor | None = None
     slot_mask: Tensor | None = None
@@ -156,59 +155,13 @@ class HubSource:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class MotionSlotLayout:
-    """Which codebook each of a hand's 2 x tokens_per_part slots reads: the tokenizer's layout, written once here.
-
-    A part's tokens are step-major over (latent step, group, residual layer) (`PartTokenizer.ids_to_tokens`), so
-    slot `s` of part `p` uses codebook `(p, (s mod G*L))`: G*L codebooks per part, 2*G*L per hand (32 for the
-    paper's 2 groups x 8 layers). Token id i of one codebook means something unrelated to id i of another, so
-    embeddings and output heads are indexed by (codebook, id), never by id alone.
-    """
-
-    num_groups: int
-    num_residual_layers: int
-    latent_steps: int
-    codebook_size: int
-
-    @classmethod
-    def from_config(cls, config: Any) -> MotionSlotLayout:
-        return cls(config.num_groups, config.num_residual_layers, config.latent_steps, config.codebook_size)
-
-    @property
-    def codebooks_per_part(self) -> int:
-        return self.num_groups * self.num_residual_layers
-
-    @property
-    def tokens_per_part(self) -> int:
-        return self.latent_steps * self.codebooks_per_part
-
-    @property
-    def num_codebooks(self) -> int:
-        return 2 * self.codebooks_per_part
-
-    def codebook_of_slot(self, device: torch.device | None = None) -> Tensor:
-        """(2 * tokens_per_part,) codebook index in [0, num_codebooks) of every slot of a hand's chunk."""
-        slot = torch.arange(2 * self.tokens_per_part, device=device)
-        part = slot // self.tokens_per_part
-        return part * self.codebooks_per_part + (slot % self.tokens_per_part) % self.codebooks_per_part
-
-    def residual_layer_of_slot(self, device: torch.device | None = None) -> Tensor:
-        """(2 * tokens_per_part,) residual layer (0 = coarsest) of every slot."""
-        return self.codebook_of_slot(device) % self.num_residual_layers
-
-    def part_of_slot(self, device: torch.device | None = None) -> Tensor:
-        """(2 * tokens_per_part,) 0 for wrist slots, 1 for finger slots."""
-        return self.codebook_of_slot(device) // self.codebooks_per_part
-
-
 class MotionTokenEmbedding(nn.Module):
     """Embeds motion-token ids of a chunk for both hands, with placeholders for masked slots.
 
     A slot's embedding is its code embedding — one table row per (codebook, id), so the 2 x G x L codebooks of a
     hand (wrist and finger groups x residual layers) never share a row — or its part's mask embedding when hidden,
     plus a learned slot embedding (position in the chunk: latent step, group, residual layer) and a hand embedding.
-    `<mot>` / `</mot>` delimit each hand's block. Cost: 2 G L V x hidden parameters (the paper's sizes:
+    `<mot>` / `</mot>` delimit each hand's block. Cost: 2 G L V x width parameters (the paper's sizes:
     32 x 4096 x 1536 = 201M; the tiny structure: 32 x 512 x 128 = 2.1M).
     """
 
@@ -223,13 +176,13 @@ class MotionTokenEmbedding(nn.Module):
         self.hand_embeddings = nn.Parameter(torch.zeros(2, hidden_size))
         self.delimiter_embeddings = nn.Parameter(torch.zeros(2, hidden_size))  # <mot>, </mot>
 
-    def forward(self, token_ids: Tensor, hidden: Tensor) -> Tensor:
-        """(B, N, 2, K) ids and hidden flags -> (B, N, 2, K + 2, H) block embeddings."""
+    def forward(self, token_ids: Tensor, placeholder_slots: Tensor) -> Tensor:
+        """(B, N, 2, K) ids and placeholder flags (True = placeholder) -> (B, N, 2, K + 2, H) block embeddings."""
         codebook = self.layout.codebook_of_slot(token_ids.device)
         part = self.layout.part_of_slot(token_ids.device)
         table_rows = token_ids.clamp(0, self.codebook_size - 1) + codebook * self.codebook_size
         codes = self.code_embeddings(table_rows)
-        codes = torch.where(hidden[..., None], self.mask_embeddings[part].to(codes.dtype), codes)
+        codes = torch.where(placeholder_slots[..., None], self.mask_embeddings[part].to(codes.dtype), codes)
         slots = codes + self.slot_embeddings.to(codes.dtype)
         shape = (*token_ids.shape[:2], 2, 1, codes.shape[-1])
         begin = self.delimiter_embeddings[0].to(codes.dtype).expand(shape)
@@ -365,26 +318,29 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
 class JalaModel(JalaPreTrainedModel):
     """The VLM with motion-token embeddings, the LSP context, the LAP and the block-causal motion sequence."""
 
-    def __init__(self, config: JalaConfig) -> None:
+    def __init__(self, config: JalaConfig, with_pretraining_modules: bool = True) -> None:
+        """`with_pretraining_modules=False` leaves out the LAP and LAPA† (they only train h in pretraining), as the
+        action model does."""
         super().__init__(config)
         self.vlm = AutoModel.from_config(config.vlm_config)
         self.ssl_encoder = AutoModel.from_config(config.ssl_encoder_config)
-        hidden = config.hidden_size
+        width = config.hidden_size
         tokenizer_config = config.motion_tokenizer_config
-        self.motion_embedding = MotionTokenEmbedding(hidden, MotionSlotLayout.from_config(tokenizer_config))
+        self.motion_embedding = MotionTokenEmbedding(width, MotionSlotLayout.from_config(tokenizer_config))
         perceiver_kwargs = {
             "feature_dim": config.ssl_encoder_config.hidden_size,
             "width": config.perceiver_hidden_size,
-            "out_width": hidden,
+            "out_width": width,
             "num_queries": tokenizer_config.tokens_per_chunk,
             "num_layers": config.perceiver_num_layers,
             "num_heads": config.perceiver_num_heads,
             "mlp_ratio": config.perceiver_mlp_ratio,
         }
         self.lsp = LatentPerceiver(**perceiver_kwargs)
-        self.lap = LatentPerceiver(**perceiver_kwargs) if config.uses_latent_actions else None
+        with_lap = config.uses_latent_actions and with_pretraining_modules
+        self.lap = LatentPerceiver(**perceiver_kwargs) if with_lap else None
         self.lapa = None
-        if config.variant == "lapa":
+        if config.variant == "lapa" and with_pretraining_modules:
             self.lapa = LatentActionQuantizer(
                 feature_dim=config.ssl_encoder_config.hidden_size,
                 width=config.perceiver_hidden_size,
@@ -437,11 +393,13 @@ class JalaModel(JalaPreTrainedModel):
 
     @torch.no_grad()
     def ssl_features(self, pixel_values: Tensor) -> Tensor:
-        """(..., 3, h, w) frames -> (..., P, D) frozen SSL patch features (no class or register tokens), pooled to
-        `config.ssl_pool_grid`; `encode_ssl_frames` is shared with the dataset builder's precomputed features."""
+        """(..., 3, h, w) frames -> (..., P, D) frozen SSL features: the tokens `config.ssl_token_selection` names
+        (default: the patch grid, no class or register tokens), pooled to `config.ssl_pool_grid`. `encode_ssl_frames`
+        is shared with the dataset builder's precomputed features."""
         leading = pixel_values.shape[:-3]
         frames = pixel_values.reshape(-1, *pixel_values.shape[-3:])
-        tokens = encode_ssl_frames(self.ssl_encoder, frames, "patches", self.config.ssl_pool_grid)
+        config = self.config
+        tokens = encode_ssl_frames(self.ssl_encoder, frames, config.ssl_token_selection, config.ssl_pool_grid)
         return tokens.reshape(*leading, *tokens.shape[-2:])
 
     def state_context(self, first_frame_features: Tensor) -> Tensor:
@@ -501,15 +459,22 @@ class JalaModel(JalaPreTrainedModel):
         return part, state_tokens
 
     def motion_part(
-        self, token_ids: Tensor, hidden: Tensor, slot_mask: Tensor, context: SequencePart, first_chunk: int
+        self,
+        token_ids: Tensor,
+        placeholder_slots: Tensor,
+        slot_mask: Tensor,
+        context: SequencePart,
+        first_chunk: int,
     ) -> SequencePart:
         """Chunks first_chunk .. first_chunk + n - 1 ((B, n, 2, K) ids) as sequence blocks after the context.
 
-        Absent hands and missing chunks are placeholders that no query may attend to.
+        `placeholder_slots` (B, n, 2, K) is True where a slot shows a placeholder instead of its token; `slot_mask`
+        (B, n, 2) is True where the chunk exists for a present hand. Absent hands and missing chunks are
+        placeholders that no query may attend to.
         """
         batch, num_chunks = token_ids.shape[:2]
         device = token_ids.device
-        embeddings = self.motion_embedding(token_ids, hidden | ~slot_mask[..., None])
+        embeddings = self.motion_embedding(token_ids, placeholder_slots | ~slot_mask[..., None])
         block_tokens = embeddings.shape[3]
         chunk_index = first_chunk + torch.arange(num_chunks, device=device)
         if self.config.block_per_time_chunk:
@@ -564,7 +529,7 @@ class JalaModel(JalaPreTrainedModel):
         attention_mask: Tensor | None = None,
         pixel_values: Tensor | None = None,
         motion_token_ids: Tensor | None = None,
-        motion_mask: Tensor | None = None,
+        placeholder_slots: Tensor | None = None,
         chunk_mask: Tensor | None = None,
         hands_present: Tensor | None = None,
         ssl_features: Tensor | None = None,
@@ -580,7 +545,7 @@ class JalaModel(JalaPreTrainedModel):
             attention_mask: (B, Lp) 1 for real prefix tokens.
             pixel_values: (B, 3, H, W) the first frame for the VLM's vision tower.
             motion_token_ids: (B, N, 2, K) motion-token ids; IGNORE_TOKEN_ID (-100) where no chunk exists.
-            motion_mask: (B, N, 2, K) True where a slot is a placeholder (masked / unlabelled); default: slots
+            placeholder_slots: (B, N, 2, K) True where a slot is a placeholder (masked / unlabelled); default: slots
                 without a token.
             chunk_mask: (B, N) chunks that exist; default: chunks with any token.
             hands_present: (B, 2) which hands act; absent hands' blocks are hidden from every query.
@@ -609,20 +574,21 @@ class JalaModel(JalaPreTrainedModel):
             chunk_mask = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(-1)
         if hands_present is None:
             hands_present = torch.ones(batch, 2, dtype=torch.bool, device=device)
-        if motion_mask is None:
-            motion_mask = motion_token_ids == IGNORE_TOKEN_ID
-        chunk_mask, hands_present, motion_mask = chunk_mask.bool(), hands_present.bool(), motion_mask.bool()
+        if placeholder_slots is None:
+            placeholder_slots = motion_token_ids == IGNORE_TOKEN_ID
+        chunk_mask, hands_present = chunk_mask.bool(), hands_present.bool()
+        placeholder_slots = placeholder_slots.bool()
         slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]  # (B, N, 2)
 
         context, state_tokens = self.context_part(input_ids, attention_mask, pixel_values, ssl_features[:, 0])
-        motion = self.motion_part(motion_token_ids, motion_mask, slot_mask, context, first_chunk=0)
+        motion = self.motion_part(motion_token_ids, placeholder_slots, slot_mask, context, first_chunk=0)
         parts = [context, motion]
         if text_ids is not None:
             real_token = torch.ones_like(text_ids, dtype=torch.bool) if text_mask is None else text_mask
             parts.append(self.text_part(text_ids, real_token, SequencePart.cat(parts)))
         sequence = SequencePart.cat(parts)
         mask = block_causal_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
-        hidden, align_hidden = self.run_language_model(sequence.embeddings, mask, sequence.position_ids)
+        final_states, align_states = self.run_language_model(sequence.embeddings, mask, sequence.position_ids)
         block_tokens = tokens + 2
         motion_start = context.embeddings.shape[1]
         motion_end = motion_start + motion.embeddings.shape[1]
@@ -633,15 +599,15 @@ class JalaModel(JalaPreTrainedModel):
 
         latent = None
         if compute_latent_actions and self.lap is not None and ssl_features.shape[1] == num_chunks + 1:
-            latent = self.latent_actions(ssl_features.to(hidden.dtype))
+            latent = self.latent_actions(ssl_features.to(final_states.dtype))
         return JalaModelOutput(
-            last_hidden_state=hidden,
-            motion_hidden_states=slots(hidden),
-            predictive_embeddings=slots(align_hidden),
+            last_hidden_state=final_states,
+            motion_hidden_states=slots(final_states),
+            predictive_embeddings=slots(align_states),
             latent_actions=latent,
             state_tokens=state_tokens,
             slot_mask=slot_mask,
-            text_hidden_states=None if text_ids is None else hidden[:, motion_end:],
+            text_hidden_states=None if text_ids is None else final_states[:, motion_end:],
         )
 
 
@@ -654,6 +620,17 @@ def codebook_means(codebook: Tensor, loss: Tensor, correct: Tensor, num_codebook
     counts = counts.clamp_min(1)
     nan = float("nan")
     return (loss_sums / counts).masked_fill(empty, nan), (correct_sums / counts).masked_fill(empty, nan)
+
+
+@dataclass
+class McpLoss:
+    """L_MCP of a batch with its diagnostics: accuracy, per-codebook loss / accuracy (NaN where unscored)."""
+
+    loss: Tensor
+    accuracy: Tensor
+    loss_per_codebook: Tensor
+    accuracy_per_codebook: Tensor
+    num_scored: Tensor
 
 
 def _first(output: Any) -> Tensor:
@@ -673,16 +650,16 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         super().__init__(config)
         self.model = JalaModel(config)
         tokenizer_config = config.motion_tokenizer_config
-        hidden = config.hidden_size
+        width = config.hidden_size
         self.slot_layout = MotionSlotLayout.from_config(tokenizer_config)
-        self.motion_heads = MotionTokenHeads(hidden, self.slot_layout)
-        self.latent_code_head = nn.Linear(hidden, config.lapa_codebook_size) if config.variant == "lapa" else None
+        self.motion_heads = MotionTokenHeads(width, self.slot_layout)
+        self.latent_code_head = nn.Linear(width, config.lapa_codebook_size) if config.variant == "lapa" else None
         # The backbone's own LM head for L_desc: its input embeddings when the VLM ties them (InternVL3 does, as
         # transformers decides it: the VLM config's `tie_word_embeddings`), else an untied head of its own.
         self.lm_head = None
         if not getattr(config.vlm_config, "tie_word_embeddings", False):
             text_config = config.vlm_config.get_text_config()
-            self.lm_head = nn.Linear(hidden, text_config.vocab_size, bias=False)
+            self.lm_head = nn.Linear(width, text_config.vocab_size, bias=False)
         self.motion_tokenizer = JalaMotionTokenizer(tokenizer_config)
         self.post_init()
         self.motion_tokenizer.requires_grad_(False)
@@ -807,7 +784,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         return self
 
     # -- masking ------------------------------------------------------------------------------------------------
-    def sample_motion_mask(
+    def sample_placeholder_slots(
         self,
         slot_mask: Tensor,
         labelled: Tensor,
@@ -858,16 +835,55 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
 
     def description_loss(self, text_states: Tensor, description_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(L_desc, logits, number of scored tokens): next-token cross-entropy where `description_labels` (B, Lt)
-        is not IGNORED_LABEL. Position t predicts token t + 1, so only description tokens (text and end) are ever
+        is not IGNORE_TOKEN_ID. Position t predicts token t + 1, so only description tokens (text and end) are ever
         targets: the context before the text has no positions here at all (docs/design.md §1.13)."""
         logits = self.text_logits(text_states)
         targets = description_labels[:, 1:]
-        scored = targets != IGNORED_LABEL
+        scored = targets != IGNORE_TOKEN_ID
         if bool(scored.any()):
             loss = F.cross_entropy(logits[:, :-1][scored].float(), targets[scored])
         else:
             loss = 0.0 * logits.sum()
         return loss, logits, scored.sum()
+
+    def masked_chunk_loss(self, motion_states: Tensor, motion_token_ids: Tensor, scored_slots: Tensor) -> McpLoss:
+        """L_MCP: cross-entropy of each scored slot's true token under its own codebook's head.
+
+        `scored_slots` (B, N, 2, K) is True at the placeholders of labelled clips that have a target token."""
+        logits = self.motion_logits(motion_states)[scored_slots]  # (M, V)
+        targets = motion_token_ids[scored_slots]
+        codebook = self.slot_layout.codebook_of_slot(motion_token_ids.device).expand_as(motion_token_ids)
+        if logits.shape[0]:
+            token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
+            correct = (logits.argmax(-1) == targets).float()
+            loss, accuracy = token_loss.mean(), correct.mean()
+        else:
+            # Keep every parameter in the graph so DDP sees the same set on all ranks.
+            loss = 0.0 * sum(parameter.sum() for parameter in self.motion_heads.parameters())
+            token_loss = correct = logits.new_zeros(0)
+            accuracy = torch.zeros((), device=motion_token_ids.device)
+        per_codebook = codebook_means(
+            codebook[scored_slots], token_loss.detach(), correct, self.slot_layout.num_codebooks
+        )
+        return McpLoss(loss, accuracy, per_codebook[0], per_codebook[1], scored_slots.sum())
+
+    @staticmethod
+    def alignment_loss(predictive_embeddings: Tensor, latent_actions: Tensor, aligned_slots: Tensor) -> Tensor:
+        """L_align: mean |h - z| over the width and over the (B, N, 2) slots where `aligned_slots` is True."""
+        difference = (predictive_embeddings - latent_actions).abs().mean(-1)  # (B, N, 2, K)
+        weights = aligned_slots[..., None].to(difference.dtype).expand_as(difference)
+        return (difference * weights).sum() / weights.sum().clamp_min(1)
+
+    def latent_code_losses(
+        self, ssl_features: Tensor, motion_states: Tensor, chunk_mask: Tensor, slot_mask: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """LAPA† (docs/design.md §1.9): (CE of the VLM's latent-code predictions against the quantised IDM codes,
+        the forward model's reconstruction + commitment loss)."""
+        latent = self.model.lapa(ssl_features.to(motion_states.dtype), chunk_mask)
+        code_slots = slot_mask[..., None].expand_as(latent.codes)
+        code_logits = self.latent_code_head(motion_states[code_slots])
+        code_loss = F.cross_entropy(code_logits.float(), latent.codes[code_slots].detach())
+        return code_loss, latent.reconstruction_loss + latent.commitment_loss
 
     def forward(
         self,
@@ -875,7 +891,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         attention_mask: Tensor | None = None,
         pixel_values: Tensor | None = None,
         motion_token_ids: Tensor | None = None,
-        motion_mask: Tensor | None = None,
+        placeholder_slots: Tensor | None = None,
         chunk_mask: Tensor | None = None,
         hands_present: Tensor | None = None,
         labelled: Tensor | None = None,
@@ -888,12 +904,13 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         description_ids: Tensor | None = None,
         description_mask: Tensor | None = None,
         description_labels: Tensor | None = None,
-        **unused: Any,
     ) -> JalaPretrainingOutput:
         """Hybrid loss on a batch (the collator contract of `dataset_scripts.collator`).
 
         Motion comes as `motion_token_ids` (B, N, 2, K), or as raw `motion` (B, 2, T, 162) + `frame_lengths`,
-        tokenized here by the frozen tokenizer. `motion_mask` overrides the sampled masking (tests, evaluation).
+        tokenized here by the frozen tokenizer. `placeholder_slots` (B, N, 2, K, True = the slot shows a
+        placeholder) overrides the sampled masking (tests, evaluation). Masks named `*_mask` are True where the
+        thing exists (`attention_mask`, `chunk_mask`, `description_mask`).
 
         Description samples (docs/design.md §1.13): rows flagged by `describe` (B,) see their whole motion (no
         slot hidden, so no L_MCP and, being a different task, no L_align) and carry `description_ids` /
@@ -917,10 +934,10 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             # w/o latent, JALA-act: unlabelled clips carry no signal at all.
             hands_present = hands_present & labelled[:, None]
         slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]
-        if motion_mask is None:
-            motion_mask = self.sample_motion_mask(slot_mask, labelled, generator)
+        if placeholder_slots is None:
+            placeholder_slots = self.sample_placeholder_slots(slot_mask, labelled, generator)
         # Unlabelled clips never show their (pseudo-)tokens: they are placeholders throughout.
-        motion_mask = motion_mask | ~labelled[:, None, None, None]
+        placeholder_slots = placeholder_slots | ~labelled[:, None, None, None]
         describing = description_ids is not None
         if describing:
             if describe is None or description_labels is None:
@@ -929,11 +946,12 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             if bool((describe & ~labelled).any()):
                 raise ValueError("description samples need labelled motion (the motion is the context).")
             # A description reads the whole motion: every slot visible (docs/design.md §1.13).
-            motion_mask = motion_mask & ~describe[:, None, None, None]
+            placeholder_slots = placeholder_slots & ~describe[:, None, None, None]
             # Rows that are not description samples carry no text: it must be invisible and unscored there.
-            description_mask = (description_labels != IGNORED_LABEL) if description_mask is None else description_mask
+            if description_mask is None:
+                description_mask = description_labels != IGNORE_TOKEN_ID
             description_mask = description_mask.bool() & describe[:, None]
-            description_labels = description_labels.masked_fill(~describe[:, None], IGNORED_LABEL)
+            description_labels = description_labels.masked_fill(~describe[:, None], IGNORE_TOKEN_ID)
         if ssl_features is None:
             if ssl_pixel_values is None:
                 raise ValueError("pass ssl_features (precomputed) or ssl_pixel_values (frames for the SSL encoder).")
@@ -944,7 +962,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             attention_mask=attention_mask,
             pixel_values=pixel_values,
             motion_token_ids=motion_token_ids,
-            motion_mask=motion_mask,
+            placeholder_slots=placeholder_slots,
             chunk_mask=chunk_mask,
             hands_present=hands_present,
             ssl_features=ssl_features,
@@ -952,40 +970,23 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             text_mask=description_mask,
         )
         slot_mask = outputs.slot_mask
-        targets_mask = motion_mask & slot_mask[..., None] & labelled[:, None, None, None]
-        targets_mask &= motion_token_ids != IGNORE_TOKEN_ID
-        logits = self.motion_logits(outputs.motion_hidden_states)[targets_mask]  # (M, V)
-        targets = motion_token_ids[targets_mask]
-        codebook = self.slot_layout.codebook_of_slot(device).expand_as(motion_token_ids)[targets_mask]
-        num_masked = targets_mask.sum()
-        if logits.shape[0]:
-            token_loss = F.cross_entropy(logits.float(), targets, reduction="none")
-            correct = (logits.argmax(-1) == targets).float()
-            mcp_loss, accuracy = token_loss.mean(), correct.mean()
-        else:
-            # Keep every parameter in the graph so DDP sees the same set on all ranks.
-            mcp_loss = 0.0 * sum(parameter.sum() for parameter in self.motion_heads.parameters())
-            token_loss = correct = logits.new_zeros(0)
-            accuracy = torch.zeros((), device=device)
-        per_codebook = codebook_means(codebook, token_loss.detach(), correct, self.slot_layout.num_codebooks)
-        loss = mcp_loss
+        scored_slots = placeholder_slots & slot_mask[..., None] & labelled[:, None, None, None]
+        scored_slots &= motion_token_ids != IGNORE_TOKEN_ID
+        mcp = self.masked_chunk_loss(outputs.motion_hidden_states, motion_token_ids, scored_slots)
+        loss = mcp.loss
 
         align_loss = None
         if outputs.latent_actions is not None:
-            align_slots = slot_mask & (labelled[:, None, None] | self.config.trains_on_unlabelled)
+            aligned_slots = slot_mask & (labelled[:, None, None] | self.config.trains_on_unlabelled)
             if describing:
-                align_slots = align_slots & ~describe[:, None, None]
-            difference = (outputs.predictive_embeddings - outputs.latent_actions).abs().mean(-1)  # (B, N, 2, K)
-            weights = align_slots[..., None].to(difference.dtype).expand_as(difference)
-            align_loss = (difference * weights).sum() / weights.sum().clamp_min(1)
+                aligned_slots = aligned_slots & ~describe[:, None, None]
+            align_loss = self.alignment_loss(outputs.predictive_embeddings, outputs.latent_actions, aligned_slots)
             loss = loss + self.config.align_weight * align_loss
         code_loss = reconstruction_loss = None
         if self.model.lapa is not None and ssl_features.shape[1] == chunk_mask.shape[1] + 1:
-            latent = self.model.lapa(ssl_features.to(outputs.motion_hidden_states.dtype), chunk_mask)
-            code_slots = slot_mask[..., None].expand_as(latent.codes)
-            code_logits = self.latent_code_head(outputs.motion_hidden_states[code_slots])
-            code_loss = F.cross_entropy(code_logits.float(), latent.codes[code_slots].detach())
-            reconstruction_loss = latent.reconstruction_loss + latent.commitment_loss
+            code_loss, reconstruction_loss = self.latent_code_losses(
+                ssl_features, outputs.motion_hidden_states, chunk_mask, slot_mask
+            )
             loss = loss + self.config.align_weight * code_loss + reconstruction_loss
         description_loss = description_logits = num_description_tokens = None
         if describing:
@@ -995,18 +996,18 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             loss = loss + self.config.description_weight * description_loss
         return JalaPretrainingOutput(
             loss=loss,
-            mcp_loss=mcp_loss.detach(),
+            mcp_loss=mcp.loss.detach(),
             align_loss=None if align_loss is None else align_loss.detach(),
             latent_code_loss=None if code_loss is None else code_loss.detach(),
             latent_reconstruction_loss=None if reconstruction_loss is None else reconstruction_loss.detach(),
-            mcp_accuracy=accuracy,
-            mcp_loss_per_codebook=per_codebook[0],
-            mcp_accuracy_per_codebook=per_codebook[1],
-            num_masked_tokens=num_masked,
+            mcp_accuracy=mcp.accuracy,
+            mcp_loss_per_codebook=mcp.loss_per_codebook,
+            mcp_accuracy_per_codebook=mcp.accuracy_per_codebook,
+            num_masked_tokens=mcp.num_scored,
             description_loss=None if description_loss is None else description_loss.detach(),
             description_logits=description_logits,
             num_description_tokens=num_description_tokens,
-            motion_mask=motion_mask,
+            placeholder_slots=placeholder_slots,
             predictive_embeddings=outputs.predictive_embeddings,
             latent_actions=outputs.latent_actions,
             slot_mask=slot_mask,
@@ -1035,7 +1036,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         if len(rows):
             hand_mask = hands_present[rows]
             encoding = self.motion_tokenizer.encode(motion[rows], lengths=lengths[rows], hand_mask=hand_mask)
-            ids[rows] = encoding.ids.transpose(1, 2)
+            ids[rows] = reorder_axes(encoding.ids, CLIP_TOKEN_AXES, SEQUENCE_TOKEN_AXES)
         return ids, chunk_mask
 
     # -- generation ---------------------------------------------------------------------------------------------
@@ -1124,11 +1125,13 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         seen = context
         chunk_motions = []  # expected strategy: each chunk's decoded motion, (runs, 2, 15, 162)
         for k in range(num_chunks):
-            hidden = present[:, :, None].expand(runs, 2, tokens).clone()
-            total = hidden.flatten(1).sum(-1)
+            undecided = present[:, :, None].expand(runs, 2, tokens).clone()  # True: still a placeholder
+            total = undecided.flatten(1).sum(-1)
             slot_mask = present[:, None, :]
             for step in range(steps):
-                chunk = self.model.motion_part(ids[:, k : k + 1].clamp_min(0), hidden[:, None], slot_mask, context, k)
+                chunk = self.model.motion_part(
+                    ids[:, k : k + 1].clamp_min(0), undecided[:, None], slot_mask, context, k
+                )
                 states = self._cached_chunk_states(chunk, seen, cache, keep=False)
                 logits = self.motion_logits(states).float()  # (runs, 2, K, V)
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
@@ -1139,19 +1142,21 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                     sampled = self._context_tokens_of(chunk_motions[-1], present)
                 else:
                     sampled = torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(runs, 2, tokens)
-                confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~hidden, -1.0)
+                confidence = probs.gather(-1, sampled[..., None])[..., 0].masked_fill(~undecided, -1.0)
                 # Cosine schedule: how many slots stay hidden after this pass.
                 remaining = torch.floor(total * math.cos(math.pi / 2 * (step + 1) / steps)).long()
-                commit = (hidden.flatten(1).sum(-1) - remaining).clamp_min(0)
+                commit = (undecided.flatten(1).sum(-1) - remaining).clamp_min(0)
                 order = confidence.flatten(1).argsort(dim=-1, descending=True)
                 rank = torch.empty_like(order)
                 rank.scatter_(1, order, torch.arange(order.shape[1], device=device).expand_as(order))
-                chosen = (rank < commit[:, None]).view(runs, 2, tokens) & hidden
+                chosen = (rank < commit[:, None]).view(runs, 2, tokens) & undecided
                 ids[:, k] = torch.where(chosen, sampled, ids[:, k])
-                hidden &= ~chosen
+                undecided &= ~chosen
             ids[:, k] = torch.where(present[:, :, None], ids[:, k], IGNORE_TOKEN_ID)
             if k + 1 < num_chunks:  # commit the decided chunk to the cache
-                chunk = self.model.motion_part(ids[:, k : k + 1].clamp_min(0), hidden[:, None], slot_mask, context, k)
+                chunk = self.model.motion_part(
+                    ids[:, k : k + 1].clamp_min(0), undecided[:, None], slot_mask, context, k
+                )
                 self._cached_chunk_states(chunk, seen, cache, keep=True)
                 seen = SequencePart.cat([seen, chunk])
 
@@ -1227,8 +1232,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         for step in range(max_new_tokens):
             keys = SequencePart.cat([keys, query]) if step else query
             mask = block_causal_mask(keys.block_ids, keys.key_valid, query.embeddings.dtype, query.block_ids)
-            hidden, _ = self.model.run_language_model(query.embeddings, mask, query.position_ids, cache=cache)
-            token = self.text_logits(hidden[:, -1:]).argmax(-1)  # (B, 1)
+            final_states, _ = self.model.run_language_model(query.embeddings, mask, query.position_ids, cache=cache)
+            token = self.text_logits(final_states[:, -1:]).argmax(-1)  # (B, 1)
             token = token.masked_fill(finished[:, None], pad)
             generated.append(token)
             finished |= token[:, 0] == end
@@ -1273,484 +1278,19 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             chunk.embeddings.dtype,
             query_block_ids=chunk.block_ids,
         )
-        hidden, _ = self.model.run_language_model(chunk.embeddings, mask, chunk.position_ids, cache=cache)
+        final_states, _ = self.model.run_language_model(chunk.embeddings, mask, chunk.position_ids, cache=cache)
         if not keep:
             cache.crop(-chunk.embeddings.shape[1])
-        return hidden.view(hidden.shape[0], 2, -1, hidden.shape[-1])[:, :, 1:-1]
+        return final_states.view(final_states.shape[0], 2, -1, final_states.shape[-1])[:, :, 1:-1]
 
     def decode_tokens(self, ids: Tensor, hands_present: Tensor) -> Tensor:
         """(B, N, 2, K) ids -> (B, 2, N * 15, 162) motion through the frozen tokenizer (absent hands: zeros)."""
         chunk_mask = hands_present[:, :, None].expand(-1, -1, ids.shape[1])
-        return self.motion_tokenizer.decode(ids.transpose(1, 2).clamp_min(0), chunk_mask=chunk_mask)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Post-training: robot actions from the predictive embeddings
-# ---------------------------------------------------------------------------------------------------------------
-
-#: State/action std below this is treated as this (units of the data): a dimension that never moved in the robot
-#: data (std 0) must not turn sensor noise at deployment into huge normalised inputs.
-NORMALIZATION_STD_FLOOR = 1e-3
-#: LeRobot's feature names, used for the statistics' keys (stats.json layout).
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
-
-
-@dataclass
-class JalaActionOutput(ModelOutput):
-    """Output of [`JalaForActionPrediction`] in training.
-
-    Args:
-        loss: mean squared error between predicted and target velocity over valid (not padded) chunk steps.
-        velocity: (B, T, action_dim) predicted v in normalised action units.
-        target: (B, T, action_dim) ε - A.
-        sigma: (B,) the noise levels used.
-    """
-
-    loss: Tensor | None = None
-    velocity: Tensor | None = None
-    target: Tensor | None = None
-    sigma: Tensor | None = None
-
-
-class JalaForActionPrediction(JalaPreTrainedModel):
-    """JALA post-training: a flow-matching DiT that turns the pretrained predictive embeddings into action chunks.
-
-    The observation (current camera image) and the instruction form the prefix exactly as in pretraining —
-    [instruction, image, LSP tokens of the image] — followed by `readout_chunks` motion chunks whose every slot is a
-    placeholder, i.e. the model is asked to *predict* hand motion. The `align_layer` hidden states at those slots
-    (the predictive embeddings h, trained in pretraining to match latent actions) are the DiT's cross-attention
-    context; the proprioceptive state enters as one token next to the noisy action tokens.
-
-    What is trained: the language model (all weights, or LoRA adapters with `action_head_config.use_lora`), the
-    VLM's projector, the LSP, the motion placeholders' embeddings, the proprio encoder and the DiT. Frozen: the
-    VLM's vision tower and the SSL encoder (paper: vision encoder frozen), and what the readout never uses (code
-    embeddings of real motion tokens, the language model's final norm: h is taken before it).
-
-    State and action normalisation statistics (per-dimension mean / std) are buffers: they are saved with the
-    weights and set from the robot dataset with `set_normalization_stats` — `predict_action` takes and returns
-    raw robot units.
-    """
-
-    _no_split_modules = ["PerceiverBlock", "MotionTokenEmbedding", "DiTBlock"]
-
-    def __init__(self, config: JalaConfig) -> None:
-        super().__init__(config)
-        head = config.action_head_config
-        self.model = JalaModel(config)
-        # The LAP and LAPA† exist only to train h during pretraining; post-training reads h.
-        self.model.lap = None
-        self.model.lapa = None
-        width = head.hidden_size
-        self.proprio_encoder = nn.Sequential(nn.Linear(head.state_dim, width), nn.SiLU(), nn.Linear(width, width))
-        self.action_head = JalaFlowHead(head, context_dim=config.hidden_size)
-        self.register_buffer("state_mean", torch.zeros(head.state_dim))
-        self.register_buffer("state_std", torch.ones(head.state_dim))
-        self.register_buffer("action_mean", torch.zeros(head.action_dim))
-        self.register_buffer("action_std", torch.ones(head.action_dim))
-        self.register_buffer("normalization_fitted", torch.zeros((), dtype=torch.bool))
-        self.post_init()
-        if head.use_lora:
-            # After post_init: peft initialises its adapters itself (B = 0, so training starts from the backbone).
-            self._inject_lora()
-        self._set_trainable()
-        self.processor: JalaProcessor | None = None
-        self._scheduler = None
-        self._warned_unfitted = False
-
-    # -- structure ----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        """JALA's init, plus DiT's adaLN-Zero: modulation and output layers start at zero (blocks = identity)."""
-        std = self.config.action_head_config.initializer_range
-        if isinstance(module, nn.LayerNorm) and module.weight is None:
-            return  # the DiT's norms carry no affine parameters (adaLN provides them)
-        if isinstance(module, nn.Linear) and getattr(module, "zero_init", False):
-            init.zeros_(module.weight)
-            init.zeros_(module.bias)
-            return
-        super()._init_weights(module)
-        if isinstance(module, JalaFlowHead):
-            init.normal_(module.position_embedding, std=std)
-
-    def _inject_lora(self) -> None:
-        try:
-            from peft import LoraConfig, inject_adapter_in_model
-        except ImportError as error:
-            raise ImportError(
-                f"action_head_config.use_lora=True needs a peft that works with this transformers (peft >= 0.18, the "
-                f"floor in pyproject.toml): importing it failed with {error!r}. Run pip install -U peft, or set "
-                "use_lora=False."
-            ) from error
-        head = self.config.action_head_config
-        lora = LoraConfig(
-            r=head.lora_rank,
-            lora_alpha=head.lora_alpha,
-            lora_dropout=head.lora_dropout,
-            target_modules=list(head.lora_target_modules),
-        )
-        inject_adapter_in_model(lora, self.model.language_model)
-
-    def _set_trainable(self) -> None:
-        vlm = self.model.vlm
-        vision_tower = getattr(vlm, "vision_tower", None)
-        if vision_tower is None:
-            raise ValueError(
-                f"{type(vlm).__name__} has no `vision_tower`; JalaForActionPrediction freezes the VLM's vision "
-                "encoder and expects an InternVL/LLaVA-style VLM (vision_tower, multi_modal_projector, "
-                "language_model)."
-            )
-        self.model.lsp.requires_grad_(True)  # no EMA in post-training: the whole LSP learns
-        vision_tower.requires_grad_(False)
-        self.model.ssl_encoder.requires_grad_(False)
-        self.model.motion_embedding.code_embeddings.requires_grad_(False)
-        language_model = self.model.language_model
-        if self.config.action_head_config.use_lora:
-            for name, parameter in language_model.named_parameters():
-                parameter.requires_grad_("lora_" in name)
-        norm = getattr(language_model, "norm", None)
-        if norm is not None:
-            norm.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> JalaForActionPrediction:
-        super().train(mode)
-        self.model.vlm.vision_tower.eval()  # frozen: no dropout / drop-path
-        return self
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.model.vlm.set_input_embeddings(value)
-
-    def resize_text_embeddings(self, new_num_tokens: int) -> None:
-        """Grow the text vocabulary (new instruction words of the robot data); new rows start at the mean row."""
-        embeddings = self.get_input_embeddings()
-        old_num_tokens, width = embeddings.weight.shape
-        if new_num_tokens == old_num_tokens:
-            return
-        if new_num_tokens < old_num_tokens:
-            raise ValueError(f"new_num_tokens={new_num_tokens} < current vocabulary {old_num_tokens}; only growing.")
-        resized = nn.Embedding(new_num_tokens, width, padding_idx=embeddings.padding_idx)
-        resized.to(device=embeddings.weight.device, dtype=embeddings.weight.dtype)
-        with torch.no_grad():
-            resized.weight[:old_num_tokens] = embeddings.weight
-            resized.weight[old_num_tokens:] = embeddings.weight.mean(0, keepdim=True)
-        resized.weight.requires_grad_(embeddings.weight.requires_grad)
-        self.set_input_embeddings(resized)
-        self.config.vlm_config.get_text_config().vocab_size = new_num_tokens
-
-    @property
-    def scheduler(self):
-        """diffusers' `FlowMatchEulerDiscreteScheduler`, the sampler of `predict_action` (made on first use)."""
-        if self._scheduler is None:
-            self._scheduler = make_scheduler(self.config.action_head_config)
-        return self._scheduler
-
-    def set_processor(self, processor: JalaProcessor) -> None:
-        """The processor `predict_action` uses when none is passed (default: loaded from the model's folder)."""
-        self.processor = processor
-
-    # -- starting points ----------------------------------------------------------------------------------------
-    @staticmethod
-    def config_for_actions(
-        config: JalaConfig,
-        action_head_config: dict | JalaActionHeadConfig | None = None,
-        truncate_after_align_layer: bool = True,
-    ) -> JalaConfig:
-        """The action model's config from a (pretraining) JALA config.
-
-        `truncate_after_align_layer` keeps only decoder layers 1..align_layer: h is read at `align_layer`, and
-        attention is causal towards the placeholder slots, so later layers cannot change it — they would cost
-        compute (9 of InternVL3-2B's 28 layers at the paper's layer 19) and hold unused weights.
-        """
-        data = config.to_dict()
-        for key in ("architectures", "auto_map", "_name_or_path", "transformers_version"):
-            data.pop(key, None)
-        head = data.get("action_head_config") or {}
-        if isinstance(action_head_config, JalaActionHeadConfig):
-            action_head_config = action_head_config.to_dict()
-        data["action_head_config"] = {**head, **(action_head_config or {})}
-        if truncate_after_align_layer:
-            text = data["vlm_config"]["text_config"]
-            text["num_hidden_layers"] = config.align_layer
-            if text.get("layer_types"):
-                text["layer_types"] = text["layer_types"][: config.align_layer]
-            if text.get("max_window_layers") is not None:
-                text["max_window_layers"] = min(text["max_window_layers"], config.align_layer)
-        return JalaConfig.from_dict(data)
-
-    @classmethod
-    def from_pretrained_jala(
-        cls,
-        pretrained_model_name_or_path: str | Path,
-        action_head_config: dict | JalaActionHeadConfig | None = None,
-        truncate_after_align_layer: bool = True,
-        **kwargs: Any,
-    ) -> JalaForActionPrediction:
-        """Start post-training from a `JalaForMotionPretraining` folder: every backbone tensor the action model
-        uses is copied (strictly); the proprio encoder and the DiT are new."""
-        pretrained = JalaForMotionPretraining.from_pretrained(pretrained_model_name_or_path, **kwargs)
-        config = cls.config_for_actions(pretrained.config, action_head_config, truncate_after_align_layer)
-        model = cls(config)
-        model.load_backbone(pretrained.model)
-        # The default processor is the pretrained folder's, from the same revision, cache and subfolder.
-        model.hub_source = pretrained.hub_source
-        return model
-
-    def load_backbone(self, backbone: JalaModel) -> None:
-        """Copy a pretrained `JalaModel`'s tensors into this model's backbone.
-
-        Dropped on purpose: the LAP / LAPA† (pretraining only) and decoder layers past this model's last one.
-        With LoRA, pretrained `x.weight` lands in the adapter-wrapped `x.base_layer.weight`. Any other mismatch is
-        an error naming the keys.
-        """
-        target = self.model.state_dict()
-        num_layers = len(self.model.language_model.layers)
-        layer_prefix = "vlm.language_model.layers."
-        source: dict[str, Tensor] = {}
-        for key, tensor in backbone.state_dict().items():
-            if key.startswith(("lap.", "lapa.")):
-                continue
-            if key.startswith(layer_prefix) and int(key[len(layer_prefix) :].split(".")[0]) >= num_layers:
-                continue
-            if key not in target:
-                stem, _, leaf = key.rpartition(".")
-                wrapped = f"{stem}.base_layer.{leaf}"
-                key = wrapped if wrapped in target else key
-            source[key] = tensor
-        missing = sorted(key for key in target if key not in source and ".lora_" not in key)
-        unexpected = sorted(key for key in source if key not in target)
-        mismatched = sorted(key for key in source if key in target and source[key].shape != target[key].shape)
-        if missing or unexpected or mismatched:
-            raise ValueError(
-                "the pretrained JALA backbone does not match the action model: "
-                f"missing {missing[:8]}, unexpected {unexpected[:8]}, shape mismatch {mismatched[:8]}. Build the "
-                "action model with JalaForActionPrediction.config_for_actions(pretrained.config)."
-            )
-        self.model.load_state_dict(source, strict=False)
-
-    # -- normalisation ------------------------------------------------------------------------------------------
-    def set_normalization_stats(
-        self, stats: dict[str, dict[str, Any]], state_key: str = STATE_KEY, action_key: str = ACTION_KEY
-    ) -> None:
-        """Set the per-dimension mean / std from LeRobot-style statistics: {feature: {"mean": [...], "std": [...]}}."""
-        head = self.config.action_head_config
-        for key, mean_name, std_name, size, field_name in (
-            (state_key, "state_mean", "state_std", head.state_dim, "state_dim"),
-            (action_key, "action_mean", "action_std", head.action_dim, "action_dim"),
-        ):
-            if key not in stats:
-                raise KeyError(f"normalization stats have no {key!r} entry (keys: {sorted(stats)}).")
-            for stat, buffer_name in (("mean", mean_name), ("std", std_name)):
-                value = torch.as_tensor(np.asarray(stats[key][stat], dtype=np.float32)).flatten()
-                if value.numel() != size:
-                    raise ValueError(
-                        f"stats[{key!r}][{stat!r}] has {value.numel()} dimensions but "
-                        f"action_head_config.{field_name}={size}; build the model with {field_name}={value.numel()}."
-                    )
-                getattr(self, buffer_name).copy_(value)
-        self.normalization_fitted.fill_(True)
-
-    def normalization_stats(self) -> dict[str, dict[str, list[float]]]:
-        """The statistics in LeRobot's stats.json layout (what `set_normalization_stats` reads)."""
-        return {
-            STATE_KEY: {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
-            ACTION_KEY: {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()},
-        }
-
-    def normalize_state(self, state: Tensor) -> Tensor:
-        return (state - self.state_mean) / self.state_std.clamp_min(NORMALIZATION_STD_FLOOR)
-
-    def normalize_actions(self, actions: Tensor) -> Tensor:
-        return (actions - self.action_mean) / self.action_std.clamp_min(NORMALIZATION_STD_FLOOR)
-
-    def unnormalize_actions(self, actions: Tensor) -> Tensor:
-        return actions * self.action_std.clamp_min(NORMALIZATION_STD_FLOOR) + self.action_mean
-
-    # -- readout ------------------------------------------------------------------------------------------------
-    def predictive_embeddings(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        pixel_values: Tensor | None = None,
-        ssl_features: Tensor | None = None,
-        ssl_pixel_values: Tensor | None = None,
-    ) -> Tensor:
-        """h at the placeholder motion slots after [instruction, image, LSP]: (B, readout_chunks * 2 * K, H)."""
-        if ssl_features is None:
-            if ssl_pixel_values is None:
-                raise ValueError("pass ssl_pixel_values (the image for the SSL encoder) or precomputed ssl_features.")
-            ssl_features = self.model.ssl_features(ssl_pixel_values)
-        if ssl_features.dim() == 4:  # (B, 1, P, D): the first (and only) frame
-            ssl_features = ssl_features[:, 0]
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        batch = input_ids.shape[0]
-        chunks = self.config.action_head_config.readout_chunks
-        tokens = self.config.motion_tokens_per_chunk
-        device = input_ids.device
-        context, _ = self.model.context_part(input_ids, attention_mask, pixel_values, ssl_features)
-        placeholders = self.model.motion_part(
-            torch.zeros(batch, chunks, 2, tokens, dtype=torch.long, device=device),
-            torch.ones(batch, chunks, 2, tokens, dtype=torch.bool, device=device),
-            torch.ones(batch, chunks, 2, dtype=torch.bool, device=device),
-            context,
-            first_chunk=0,
-        )
-        sequence = SequencePart.cat([context, placeholders])
-        mask = block_causal_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
-        _, align_hidden = self.model.run_language_model(sequence.embeddings, mask, sequence.position_ids)
-        blocks = align_hidden[:, context.embeddings.shape[1] :].view(batch, chunks, 2, tokens + 2, -1)
-        return blocks[:, :, :, 1:-1].flatten(1, 3)
-
-    def _conditioning(self, inputs: dict[str, Any], state: Tensor) -> tuple[Tensor, Tensor]:
-        """(cross-attention context, proprio token) of a batch; computed once per observation."""
-        head = self.config.action_head_config
-        if state.shape[-1] != head.state_dim:
-            raise ValueError(
-                f"state has {state.shape[-1]} dimensions but action_head_config.state_dim={head.state_dim}."
-            )
-        h = self.predictive_embeddings(
-            inputs["input_ids"],
-            inputs.get("attention_mask"),
-            inputs.get("pixel_values"),
-            inputs.get("ssl_features"),
-            inputs.get("ssl_pixel_values"),
-        )
-        context = self.action_head.encode_context(h)
-        proprio = self.proprio_encoder(self.normalize_state(state.to(context.dtype)))[:, None]
-        return context, proprio
-
-    # -- training -----------------------------------------------------------------------------------------------
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        pixel_values: Tensor | None = None,
-        ssl_pixel_values: Tensor | None = None,
-        ssl_features: Tensor | None = None,
-        state: Tensor | None = None,
-        actions: Tensor | None = None,
-        action_is_pad: Tensor | None = None,
-        noise: Tensor | None = None,
-        sigma: Tensor | None = None,
-        **unused: Any,
-    ) -> JalaActionOutput:
-        """Flow-matching loss on raw-unit `state` (B, state_dim) and `actions` (B, T, action_dim).
-
-        `action_is_pad` (B, T) marks chunk steps past the episode end (LeRobot's convention); they carry no loss.
-        `noise` and `sigma` override the sampled ε and σ (tests).
-        """
-        if state is None or actions is None:
-            raise ValueError(
-                "JalaForActionPrediction.forward needs state (B, state_dim) and actions (B, T, action_dim)."
-            )
-        head = self.config.action_head_config
-        if actions.shape[-1] != head.action_dim or actions.shape[1] > head.chunk_size:
-            raise ValueError(
-                f"actions must be (batch, <= chunk_size={head.chunk_size}, action_dim={head.action_dim}), got "
-                f"{tuple(actions.shape)}; set action_head_config.chunk_size / action_dim to the data."
-            )
-        inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "pixel_values": pixel_values,
-            "ssl_pixel_values": ssl_pixel_values,
-            "ssl_features": ssl_features,
-        }
-        context, proprio = self._conditioning(inputs, state)
-        target_actions = self.normalize_actions(actions.to(context.dtype))
-        batch = actions.shape[0]
-        if noise is None:
-            noise = torch.randn_like(target_actions)
-        if sigma is None:
-            sigma = sample_training_sigmas(batch, head, device=actions.device)
-        noisy = interpolate(target_actions, noise, sigma)
-        velocity = self.action_head(noisy, sigma, context, proprio)
-        target = velocity_target(target_actions, noise)
-        error = (velocity.float() - target.float()).pow(2).mean(-1)  # (B, T)
-        valid = torch.ones_like(error) if action_is_pad is None else (~action_is_pad.bool()).to(error.dtype)
-        loss = (error * valid).sum() / valid.sum().clamp_min(1.0)
-        return JalaActionOutput(loss=loss, velocity=velocity, target=target, sigma=sigma)
-
-    # -- inference ----------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def predict_action(
-        self,
-        images: Any,
-        instruction: str | Sequence[str],
-        state: Any,
-        processor: JalaProcessor | None = None,
-        generator: torch.Generator | None = None,
-        noise: Tensor | None = None,
-        num_inference_steps: int | None = None,
-    ) -> Tensor:
-        """Action chunks (B, chunk_size, action_dim) in raw robot units for camera images, instructions and states.
-
-        `images`: one image (H, W, 3 uint8 array or PIL) or a list; `instruction`: a string or a list; `state`:
-        (state_dim,) or (B, state_dim) in raw units. Sampling starts from `noise` (B, T, action_dim) or from
-        `torch.randn` with `generator`, and runs `num_inference_steps` (default: the config's 4) Euler steps of
-        diffusers' `FlowMatchEulerDiscreteScheduler`.
-        """
-        head = self.config.action_head_config
-        frames = list(images) if isinstance(images, list | tuple) else [images]
-        texts = [instruction] * len(frames) if isinstance(instruction, str) else list(instruction)
-        state = torch.as_tensor(np.asarray(state, dtype=np.float32)).to(self.device)
-        state = state[None] if state.dim() == 1 else state
-        if not len(frames) == len(texts) == state.shape[0]:
-            raise ValueError(
-                f"got {len(frames)} images, {len(texts)} instructions and {state.shape[0]} states; pass one of each "
-                "per batch row."
-            )
-        if not bool(self.normalization_fitted) and not self._warned_unfitted:
-            logger.warning(
-                "predict_action on a model whose normalisation statistics were never set: states and actions are "
-                "treated as already normalised. Call set_normalization_stats(dataset stats) before training."
-            )
-            self._warned_unfitted = True
-        processor = processor or self._default_processor()
-        inputs = processor(images=frames, text=texts, return_tensors="pt").to(self.device)
-        dtype = self.action_head.action_input.weight.dtype
-        inputs["pixel_values"] = inputs["pixel_values"].to(dtype)
-        inputs["ssl_pixel_values"] = inputs["ssl_pixel_values"].to(dtype)
-        context, proprio = self._conditioning(dict(inputs), state)
-        shape = (len(frames), head.chunk_size, head.action_dim)
-        if noise is None:
-            noise_device = generator.device if generator is not None else self.device
-            noise = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32)
-        elif tuple(noise.shape) != shape:
-            raise ValueError(
-                f"noise must have shape {shape} (batch, chunk_size, action_dim), got {tuple(noise.shape)}."
-            )
-        noise = noise.to(self.device, dtype)
-
-        def velocity(sample: Tensor, sigma: Tensor) -> Tensor:
-            return self.action_head(sample, sigma, context, proprio)
-
-        steps = num_inference_steps or head.num_inference_steps
-        actions = flow_matching_sample(velocity, noise, self.scheduler, steps)
-        return self.unnormalize_actions(actions.float())
-
-    def _default_processor(self) -> JalaProcessor:
-        """The processor saved with the model, read from where the weights came from (revision, cache, subfolder
-        included: docs/design.md §6)."""
-        if self.processor is None:
-            source = self.hub_source
-            if source is None and self.config._name_or_path:
-                source = HubSource(self.config._name_or_path)
-            if source is None:
-                raise ValueError(
-                    "predict_action needs a processor: pass processor=..., call set_processor(), or load the model "
-                    "from a folder that holds one (processor.save_pretrained(folder))."
-                )
-            self.processor = source.load(JalaProcessor.from_pretrained)
-        return self.processor
+        clip_ids = reorder_axes(ids, SEQUENCE_TOKEN_AXES, CLIP_TOKEN_AXES)
+        return self.motion_tokenizer.decode(clip_ids.clamp_min(0), chunk_mask=chunk_mask)
 
 
 __all__ = [
-    "JalaActionOutput",
-    "JalaForActionPrediction",
     "JalaForMotionPretraining",
     "JalaModel",
     "JalaModelOutput",

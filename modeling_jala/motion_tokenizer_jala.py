@@ -31,6 +31,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_jala import JalaMotionTokenizerConfig
 from .hand_jala import D162_DIM, FINGER_PART_DIM, WRIST_PART_DIM, merge_parts, mirror_motion, split_parts
+from .layout_jala import HANDS, IGNORE_TOKEN_ID
 from .strict_loading_jala import StrictLoadingMixin
 
 logger = logging.getLogger(__name__)
@@ -38,9 +39,6 @@ logger = logging.getLogger(__name__)
 #: Physical blocks of each part that share one normalization scale (see fit_normalization).
 WRIST_BLOCKS = (slice(0, 6), slice(6, 9))  # rot6d, translation
 FINGER_BLOCKS = (slice(0, 90), slice(90, 150))  # joint rot6d, joints relative to the wrist
-#: Fill value of token ids in chunks that do not exist (padding, absent hand); the usual ignore_index of CE.
-IGNORE_TOKEN_ID = -100
-HAND_NAMES = ("left", "right")
 
 
 def _distributed() -> bool:
@@ -547,8 +545,8 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
             raise ValueError(f"hand_mask must have shape ({batch}, {hands}), got {tuple(hand_mask.shape)}.")
         hand_mask = hand_mask.to(device=device, dtype=torch.bool)
         if handedness is None:
-            handedness = HAND_NAMES if hands == 2 else ("right",)
-        if len(handedness) != hands or any(h not in HAND_NAMES for h in handedness):
+            handedness = HANDS if hands == 2 else ("right",)
+        if len(handedness) != hands or any(h not in HANDS for h in handedness):
             raise ValueError(
                 f"handedness must name each of the {hands} hand slots as 'left' or 'right', got {handedness}."
             )
@@ -744,7 +742,7 @@ class JalaMotionTokenizer(JalaMotionTokenizerPreTrainedModel):
         motion = decoded.new_zeros(batch, hands, num_chunks, chunk, D162_DIM)
         motion[chunk_mask] = decoded
         if handedness is None:
-            handedness = HAND_NAMES if hands == 2 else ("right",)
+            handedness = HANDS if hands == 2 else ("right",)
         mirrored = torch.tensor(
             [h == "left" and self.config.mirror_left_hand for h in handedness], device=chunk_mask.device
         )
@@ -825,7 +823,6 @@ def _perplexity(ids: Tensor, codebook_size: int) -> Tensor:
 
 
 __all__ = [
-    "IGNORE_TOKEN_ID",
     "JalaMotionEncoding",
     "JalaMotionTokenizer",
     "JalaMotionTokenizerOutput",

@@ -17,13 +17,13 @@ from transformers import BatchFeature, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 
 from .configuration_jala import JalaConfig
+from .layout_jala import IGNORE_TOKEN_ID
 from .strict_loading_jala import hub_download_kwargs
 
 #: The prefix text of a motion-description sample (docs/design.md §1.13): the description is the target, so the
 #: instruction slot holds this fixed request instead.
 DESCRIPTION_PROMPT = "Describe the hand motion."
 #: Label of a text position that carries no loss (PyTorch's cross-entropy default).
-IGNORED_LABEL = -100
 
 
 class JalaProcessor(ProcessorMixin):
@@ -103,7 +103,7 @@ class JalaProcessor(ProcessorMixin):
     def description_targets(self, descriptions: Sequence[str]) -> BatchFeature:
         """Description texts -> `description_ids` (B, L) `[start] text [end]`, right-padded; `description_mask`
         (B, L) True at real tokens; `description_labels` (B, L): the ids where a token is predicted (text and end),
-        IGNORED_LABEL at the start token and at padding, so only description tokens carry the loss."""
+        IGNORE_TOKEN_ID at the start token and at padding, so only description tokens carry the loss."""
         start, end = self.description_token_ids()
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else end
         rows = [
@@ -115,8 +115,8 @@ class JalaProcessor(ProcessorMixin):
         for index, row in enumerate(rows):
             ids[index, : len(row)] = torch.tensor(row)
             real_token[index, : len(row)] = True
-        labels = ids.masked_fill(~real_token, IGNORED_LABEL)
-        labels[:, 0] = IGNORED_LABEL
+        labels = ids.masked_fill(~real_token, IGNORE_TOKEN_ID)
+        labels[:, 0] = IGNORE_TOKEN_ID
         return BatchFeature(
             {"description_ids": ids, "description_mask": real_token, "description_labels": labels}, tensor_type="pt"
         )
@@ -160,4 +160,4 @@ class JalaProcessor(ProcessorMixin):
         )
 
 
-__all__ = ["DESCRIPTION_PROMPT", "IGNORED_LABEL", "JalaProcessor"]
+__all__ = ["DESCRIPTION_PROMPT", "JalaProcessor"]

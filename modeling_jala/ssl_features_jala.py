@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .configuration_jala import SSL_TOKEN_SELECTIONS as TOKEN_SELECTIONS
+
 TokenSelection = Literal["patches", "all", "cls"]
-TOKEN_SELECTIONS: tuple[str, ...] = ("patches", "all", "cls")
 
 
 def ssl_num_prefix_tokens(encoder_config: Any) -> int:

@@ -22,10 +22,10 @@ import pytest
 import torch
 from PIL import Image
 
-from dataset_scripts.converters.base import TEMPLATE_INSTRUCTION, LabFormatError, hash_split
-from dataset_scripts.converters.h2o import HAND_POSE_VALUES, H2OConverter, h2o_instruction
 from dataset_scripts.schema import validate_row
 from dataset_scripts.sources.base import get_source
+from dataset_scripts.sources.h2o import HAND_POSE_VALUES, H2OConverter, h2o_instruction
+from dataset_scripts.sources.lab_converter import TEMPLATE_INSTRUCTION, LabFormatError, hash_split
 from modeling_jala.hand_jala import JOINTS_XYZ, WRIST_TRANSL, HandSkeleton, axis_angle_to_matrix
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

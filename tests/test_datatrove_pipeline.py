@@ -21,7 +21,7 @@ pytest.importorskip(
 )
 
 from dataset_scripts import cli
-from dataset_scripts.builder import BUILD_INFO_FILE, build_unihand, read_build_info
+from dataset_scripts.builder import build_unihand
 from dataset_scripts.card import check_repo, read_card_yaml
 from dataset_scripts.datatrove_pipeline import (
     build_with_datatrove,
@@ -29,6 +29,7 @@ from dataset_scripts.datatrove_pipeline import (
     default_work_dir,
     plan_tasks,
 )
+from dataset_scripts.repo_layout import BUILD_INFO_FILE, read_build_info
 from dataset_scripts.schema import RowValidationError
 from dataset_scripts.streaming import table_to_rows
 from tests.fixtures.unihand_factory import FixtureSource
@@ -239,7 +240,7 @@ def test_video_source_one_video_per_task_keeps_the_builders_ids(tmp_path: Path) 
 
 def test_lab_converter_one_sequence_per_task_keeps_the_builders_ids(tmp_path: Path) -> None:
     """Lab converters count rows across sequences in their ids too; split per sequence, renumbered at the merge."""
-    from dataset_scripts.converters.h2o import H2OConverter
+    from dataset_scripts.sources.h2o import H2OConverter
     from tests.test_converters import TAKES, write_take
 
     root = tmp_path / "h2o"

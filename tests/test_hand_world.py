@@ -30,8 +30,8 @@ from dataset_scripts.hand_world.scenes import SURFACE_COLOURS, surface_palette
 from dataset_scripts.schema import COLUMN_DOCS, boundary_frame_indices, validate_row
 from dataset_scripts.sources.base import available_sources
 from dataset_scripts.sources.synthetic import SyntheticSource
+from modeling_jala.layout_jala import HANDS
 
-SIDES = ("left", "right")
 FINGERTIPS_AND_WRIST = (0, 4, 8, 12, 16, 20)
 
 
@@ -95,7 +95,7 @@ def test_rows_validate_against_the_schema(domain, split, size):
         scene = json.loads(row["scene"])
         assert {"objects", "camera", "look", "target", "acting_hands", "motion"} <= set(scene)
         assert scene["camera"]["image_size"] == [size, size]
-        acting = [side in scene["acting_hands"] for side in SIDES]
+        acting = [side in scene["acting_hands"] for side in HANDS]
         assert row["hands_present"] == acting
         if row["labelled"]:
             assert row["motion"].shape == (row["num_frames"], 2, 162)
@@ -145,15 +145,15 @@ def test_labels_match_rendered_pixels(renderer):
             spec = plan_clip_spec(options, index)
             load_scene(renderer, spec)
             intrinsics = spec.look.camera.intrinsics(width, height)
-            own = {side: set(renderer.hand_geom_ids(side).tolist()) for side in SIDES}
+            own = {side: set(renderer.hand_geom_ids(side).tolist()) for side in HANDS}
             for frame in boundary_frame_indices(spec.motion.num_frames)[:4]:
                 pose_scene(renderer, spec, frame)
-                for slot, side in enumerate(SIDES):  # MuJoCo's kinematics == hand_jala's FK (world frame)
+                for slot, side in enumerate(HANDS):  # MuJoCo's kinematics == hand_jala's FK (world frame)
                     expected = spec.motion.motion_world[frame, slot, 99:].reshape(21, 3)[[0, *JOINTED_KEYPOINTS]]
                     np.testing.assert_allclose(renderer.body_positions(side), expected, atol=1e-6)
                 segmentation = renderer.render_segmentation()
                 depth = renderer.render_depth()
-                for slot, side in enumerate(SIDES):
+                for slot, side in enumerate(HANDS):
                     if not spec.motion.hands_present[slot]:
                         continue
                     joints = spec.labels[frame, slot, 99:].reshape(21, 3)
@@ -185,13 +185,13 @@ def test_labels_are_camera_frame_d162_consistent_with_fk():
 
     skeleton = HandSkeleton()
     spec = plan_clip_spec(WorldOptions(domain="wild", split="test_wild", seed=2), 0)
-    slot = SIDES.index(spec.layout.acting_sides[0])
+    slot = HANDS.index(spec.layout.acting_sides[0])
     import torch
 
     motion = torch.from_numpy(spec.labels[:, slot].astype(np.float64))
     rotation, translation, joint_rots = skeleton.from_d162(motion)
     fk = skeleton.forward_kinematics(
-        rotation, translation, joint_rots, bone_scale=spec.layout.bone_scale, handedness=SIDES[slot]
+        rotation, translation, joint_rots, bone_scale=spec.layout.bone_scale, handedness=HANDS[slot]
     )
     np.testing.assert_allclose(fk.numpy().reshape(-1, 63), spec.labels[:, slot, 99:], atol=1e-5)
     assert (spec.labels[:, slot, 99:102] == spec.labels[:, slot, 96:99]).all()  # joint 0 == wrist translation
@@ -301,7 +301,7 @@ def test_grasp_goes_where_the_target_is_with_an_aperture_that_follows_its_size()
     apertures, widths, offsets, wrists, finals, targets, alignments = [], [], [], [], [], [], []
     for plan in plans:
         side = plan.scene["acting_hands"][0]
-        slot = SIDES.index(side)
+        slot = HANDS.index(side)
         events = plan.scene["motion"]["events"][side]
         target = scene_object(plan, plan.scene["target"])
         frame = min(round(events["grasp"] * 15), plan.motion.num_frames - 1)
@@ -344,15 +344,15 @@ def test_the_hand_closer_to_the_target_acts_and_clears_obstacles():
     for plan in plans:
         side = plan.scene["acting_hands"][0]
         target = np.asarray(scene_object(plan, plan.scene["target"])["position"])
-        starts = {s: np.asarray(plan.scene["hand_starts"][s]["wrist_world"]) for s in SIDES}
-        distance = {s: np.linalg.norm(starts[s][:2] - target[:2]) for s in SIDES}
+        starts = {s: np.asarray(plan.scene["hand_starts"][s]["wrist_world"]) for s in HANDS}
+        distance = {s: np.linalg.norm(starts[s][:2] - target[:2]) for s in HANDS}
         assert side == min(distance, key=distance.get)
         obstacles = [o for o in plan.scene["objects"] if o["role"] == "obstacle"]
         for obstacle in obstacles:
             centre = np.asarray(obstacle["position"])
             top = centre[2] + (obstacle["size"][2] if obstacle["type"] == "box" else obstacle["size"][1])
             radius = math.hypot(*obstacle["size"][:2]) if obstacle["type"] == "box" else obstacle["size"][0]
-            slot = SIDES.index(side)
+            slot = HANDS.index(side)
             for frame in range(plan.motion.num_frames):
                 joints = joints_world(plan, frame, slot)
                 above = np.linalg.norm(joints[:, :2] - centre[:2], axis=1) < radius

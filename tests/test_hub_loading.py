@@ -20,9 +20,11 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from modeling_jala.configuration_jala import shareable_name_or_path
-from modeling_jala.modeling_jala import JalaForActionPrediction, JalaForMotionPretraining
+from modeling_jala.modeling_jala import JalaForMotionPretraining
+from modeling_jala.modeling_jala_action import JalaForActionPrediction
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
+from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_jala import save_hub_folder, tiny_jala_config, tiny_processor
 
 #: The action head of tests/test_posttrain.py: the smallest DiT that runs.
@@ -228,7 +230,10 @@ generated = model.generate_motion(
 )
 assert generated.motion.shape == (1, 2, 15, 162) and torch.isfinite(generated.motion).all()
 assert not any(name.split(".")[0] == "diffusers" for name in sys.modules)
-actions = sys.modules[type(model).__module__].JalaForActionPrediction
+# The action model lives in its own file (not part of a pretraining folder's code): importing it still works, and
+# building it names the missing package.
+sys.path.insert(0, sys.argv[2])
+from modeling_jala.modeling_jala_action import JalaForActionPrediction as actions
 head = {"hidden_size": 32, "num_layers": 2, "num_heads": 2}
 try:
     actions(actions.config_for_actions(model.config, head))
@@ -241,7 +246,7 @@ else:
 
 def test_the_motion_model_loads_and_generates_without_diffusers(saved_model: Path, tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_DIFFUSERS, str(saved_model)],
+        [sys.executable, "-c", _WITHOUT_DIFFUSERS, str(saved_model), str(REPO_ROOT)],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -15,8 +15,8 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 
 from modeling_jala.configuration_jala import JalaConfig
+from modeling_jala.layout_jala import IGNORE_TOKEN_ID
 from modeling_jala.modeling_jala import JalaForMotionPretraining, block_causal_mask
-from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID
 from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_jala import (
     IMAGE_SIZE,
@@ -113,7 +113,7 @@ def test_block_causal_mask_structure() -> None:
 
 def _slots(model: JalaForMotionPretraining, batch: dict) -> torch.Tensor:
     inputs = {k: v for k, v in batch.items() if k != "labelled"}
-    return model.model(**inputs, motion_mask=torch.zeros_like(batch["motion_token_ids"], dtype=torch.bool))
+    return model.model(**inputs, placeholder_slots=torch.zeros_like(batch["motion_token_ids"], dtype=torch.bool))
 
 
 def test_a_chunk_sees_itself_and_the_past_but_not_the_next_chunk(model: JalaForMotionPretraining) -> None:
@@ -159,7 +159,7 @@ def test_masking_follows_the_hybrid_scheme(model: JalaForMotionPretraining) -> N
     generator = torch.Generator().manual_seed(0)
     chunks, trials = 6, 600
     slot_mask = torch.ones(trials, chunks, 2, dtype=torch.bool)
-    mask = model.sample_motion_mask(slot_mask, torch.ones(trials, dtype=torch.bool), generator).float()
+    mask = model.sample_placeholder_slots(slot_mask, torch.ones(trials, dtype=torch.bool), generator).float()
     per_chunk = mask.mean(dim=(2, 3))  # (trials, chunks)
     ratios = torch.tensor(model.config.target_mask_ratios)
     targets = []
@@ -173,7 +173,7 @@ def test_masking_follows_the_hybrid_scheme(model: JalaForMotionPretraining) -> N
     assert abs(float(later.mean()) - 0.05) < 0.01
     counts = np.bincount(targets, minlength=chunks)
     assert counts.min() > trials / chunks * 0.6, counts  # uniform over chunks
-    unlabelled = model.sample_motion_mask(slot_mask[:4], torch.zeros(4, dtype=torch.bool), generator)
+    unlabelled = model.sample_placeholder_slots(slot_mask[:4], torch.zeros(4, dtype=torch.bool), generator)
     assert unlabelled.all()
 
 
@@ -241,12 +241,12 @@ def test_loss_decreases_over_30_cpu_steps() -> None:
     model = JalaForMotionPretraining(tiny_jala_config()).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     batch = make_batch(labelled=(True, True))
-    mask = model.sample_motion_mask(
+    mask = model.sample_placeholder_slots(
         torch.ones(2, 3, 2, dtype=torch.bool), batch["labelled"], torch.Generator().manual_seed(1)
     )
     losses = []
     for _ in range(30):
-        outputs = model(**batch, motion_mask=mask)
+        outputs = model(**batch, placeholder_slots=mask)
         outputs.loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -313,7 +313,7 @@ def test_save_then_load_in_a_fresh_process_gives_identical_logits(
     assert config["auto_map"]["AutoModel"] == "modeling_jala.JalaForMotionPretraining"
 
     batch = make_batch()
-    batch["motion_mask"] = torch.zeros_like(batch["motion_token_ids"], dtype=torch.bool)
+    batch["placeholder_slots"] = torch.zeros_like(batch["motion_token_ids"], dtype=torch.bool)
     save_file(
         {k: v.contiguous().to(torch.int64) if v.dtype == torch.bool else v.contiguous() for k, v in batch.items()},
         tmp_path / "batch.safetensors",
@@ -399,7 +399,7 @@ def test_cached_chunk_decoding_matches_the_full_forward(model: JalaForMotionPret
     hidden = torch.zeros_like(ids, dtype=torch.bool)
     hidden[:, 2] = torch.rand(ids[:, 2].shape, generator=torch.Generator().manual_seed(0)) < 0.5
     inputs = {k: v for k, v in batch.items() if k != "labelled"}
-    full = model.model(**inputs, motion_mask=hidden).motion_hidden_states[:, 2]
+    full = model.model(**inputs, placeholder_slots=hidden).motion_hidden_states[:, 2]
 
     inner = model.model
     features = inner.ssl_features(batch["ssl_pixel_values"][:, :1])

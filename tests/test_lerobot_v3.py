@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dataset_scripts.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset, LeRobotV3Writer
+from robot_data.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset, LeRobotV3Writer
 from tests.fixtures.lerobot_factory import (
     FPS,
     LENGTHS,
@@ -333,7 +333,7 @@ def test_a_folder_written_here_and_appended_by_lerobot_reads_back(tmp_path: Path
 
 
 def test_publish_uploads_the_folder_and_tags_it_v3(tmp_path: Path) -> None:
-    from dataset_scripts.lerobot_v3 import publish_to_hub
+    from robot_data.lerobot_v3 import publish_to_hub
 
     root = tmp_path / "written"
     _write_hub_dataset(root)

@@ -13,9 +13,9 @@ import torch
 
 from dataset_scripts.builder import build_unihand
 from dataset_scripts.collator import DESCRIBE_KEY, UniHandCollator
+from modeling_jala.layout_jala import IGNORE_TOKEN_ID
 from modeling_jala.modeling_jala import JalaForMotionPretraining
-from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID
-from modeling_jala.processing_jala import DESCRIPTION_PROMPT, IGNORED_LABEL
+from modeling_jala.processing_jala import DESCRIPTION_PROMPT
 from tests.fixtures.standalone_metric import run_on_metric_copy
 from tests.fixtures.tiny_jala import IMAGE_SIZE, tiny_jala_config, tiny_processor
 from tests.fixtures.unihand_factory import FixtureSource
@@ -54,10 +54,10 @@ def test_description_targets_score_text_and_end_but_not_start_or_padding() -> No
     start, end = processor.description_token_ids()
     words = processor.tokenizer(TEXTS[0], add_special_tokens=False)["input_ids"]
     assert targets["description_ids"][0].tolist() == [start, *words, end]
-    assert targets["description_labels"][0].tolist() == [IGNORED_LABEL, *words, end]
+    assert targets["description_labels"][0].tolist() == [IGNORE_TOKEN_ID, *words, end]
     # The short row: start, "wave", end, then padding that is neither visible nor scored.
     assert targets["description_mask"][1].tolist() == [True] * 3 + [False] * (len(words) - 1)
-    assert (targets["description_labels"][1, 3:] == IGNORED_LABEL).all()
+    assert (targets["description_labels"][1, 3:] == IGNORE_TOKEN_ID).all()
 
 
 def test_description_loss_is_the_cross_entropy_of_the_description_tokens_only(model) -> None:
@@ -65,8 +65,8 @@ def test_description_loss_is_the_cross_entropy_of_the_description_tokens_only(mo
     out = model(**batch, generator=torch.Generator().manual_seed(0))
     labels = batch["description_labels"]
     # Row 1 is no description sample: none of its text counts. Row 0: every word and the end token.
-    assert int(out.num_description_tokens) == int((labels[0] != IGNORED_LABEL).sum()) == len(TEXTS[0].split()) + 1
-    scored = labels[0, 1:] != IGNORED_LABEL
+    assert int(out.num_description_tokens) == int((labels[0] != IGNORE_TOKEN_ID).sum()) == len(TEXTS[0].split()) + 1
+    scored = labels[0, 1:] != IGNORE_TOKEN_ID
     manual = torch.nn.functional.cross_entropy(out.description_logits[0, :-1][scored].float(), labels[0, 1:][scored])
     assert torch.allclose(out.description_loss, manual)
     # The context (prompt, frame, motion) has no positions in L_desc: changing it changes no counted position, and
@@ -90,7 +90,7 @@ def test_description_loss_known_answers(model, monkeypatch) -> None:
     monkeypatch.setattr(model, "text_logits", lambda s: torch.zeros(*s.shape[:2], vocabulary))
     loss, _, count = model.description_loss(states, labels)
     assert math.isclose(float(loss), math.log(vocabulary), rel_tol=1e-6)
-    assert int(count) == int((labels != IGNORED_LABEL).sum())
+    assert int(count) == int((labels != IGNORE_TOKEN_ID).sum())
     peaked = torch.full((2, labels.shape[1], vocabulary), -50.0)
     targets = labels[:, 1:].clamp_min(0)
     peaked[:, :-1].scatter_(-1, targets[..., None], 50.0)
@@ -102,7 +102,7 @@ def test_description_loss_known_answers(model, monkeypatch) -> None:
 def test_description_rows_see_every_slot_and_train_neither_mcp_nor_align(model) -> None:
     batch = description_batch(describe=(True, True))
     out = model(**batch, generator=torch.Generator().manual_seed(0))
-    assert not out.motion_mask.any()
+    assert not out.placeholder_slots.any()
     assert int(out.num_masked_tokens) == 0
     assert float(out.align_loss) == 0.0
     torch.testing.assert_close(out.loss.detach(), model.config.description_weight * out.description_loss)
@@ -148,7 +148,7 @@ def manual_greedy(model, processor, frames, token_ids, hands_present, steps: int
             attention_mask=inputs["attention_mask"],
             pixel_values=inputs["pixel_values"],
             motion_token_ids=token_ids,
-            motion_mask=torch.zeros(token_ids.shape, dtype=torch.bool),
+            placeholder_slots=torch.zeros(token_ids.shape, dtype=torch.bool),
             hands_present=hands_present,
             ssl_pixel_values=inputs["ssl_pixel_values"][:, None],
             text_ids=text,

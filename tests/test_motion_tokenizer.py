@@ -18,7 +18,8 @@ from transformers import AutoModel
 from dataset_scripts.procedural_motion import ProceduralHandMotion, procedural_motion_dataset
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.hand_jala import JOINTS_XYZ, mirror_motion
-from modeling_jala.motion_tokenizer_jala import IGNORE_TOKEN_ID, EmaCodebook, JalaMotionTokenizer
+from modeling_jala.layout_jala import IGNORE_TOKEN_ID
+from modeling_jala.motion_tokenizer_jala import EmaCodebook, JalaMotionTokenizer
 from tests.conftest import REPO_ROOT, TINY_TOKENIZER
 from trainers.metrics.hand_motion import mpjpe
 from trainers.train_tokenizer import evaluate_tokenizer

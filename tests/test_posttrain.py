@@ -26,7 +26,8 @@ from modeling_jala.flow_head_jala import (
     sample_training_sigmas,
     velocity_target,
 )
-from modeling_jala.modeling_jala import JalaForActionPrediction, JalaForMotionPretraining
+from modeling_jala.modeling_jala import JalaForMotionPretraining
+from modeling_jala.modeling_jala_action import JalaForActionPrediction
 from tests.fixtures.tiny_jala import save_hub_folder, tiny_jala_config, tiny_processor
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -186,7 +187,7 @@ def test_from_pretrained_jala_reads_h_exactly_as_the_pretraining_model(pretraine
         pixel_values=inputs["pixel_values"],
         ssl_pixel_values=inputs["ssl_pixel_values"][:, None],
         motion_token_ids=torch.zeros(2, 1, 2, K, dtype=torch.long),
-        motion_mask=torch.ones(2, 1, 2, K, dtype=torch.bool),
+        placeholder_slots=torch.ones(2, 1, 2, K, dtype=torch.bool),
     ).predictive_embeddings
     torch.testing.assert_close(h, reference.flatten(1, 3), atol=1e-5, rtol=1e-4)
     # a different image changes h (the readout sees the observation)
@@ -287,7 +288,7 @@ def test_hub_round_trip_in_a_fresh_process_gives_identical_actions(tmp_path: Pat
         path.name for path in folder.iterdir()
     }
     config = json.loads((folder / "config.json").read_text())
-    assert config["auto_map"]["AutoModel"] == "modeling_jala.JalaForActionPrediction"
+    assert config["auto_map"]["AutoModel"] == "modeling_jala_action.JalaForActionPrediction"
     assert config["action_head_config"]["chunk_size"] == 4
     for index, image in enumerate(images()):
         Image.fromarray(image).save(tmp_path / f"image{index}.png")
@@ -317,7 +318,7 @@ def test_hub_round_trip_in_a_fresh_process_gives_identical_actions(tmp_path: Pat
     reason="Meta-World is not installed (pip install metaworld==3.1.1 mujoco; MUJOCO_GL=egl on a headless machine)",
 )
 def test_tiny_posttrain_then_one_metaworld_episode(pretrained_folder: Path, tmp_path: Path) -> None:
-    from dataset_scripts.metaworld_demos import generate_demos
+    from robot_data.metaworld_demos import generate_demos
     from trainers import posttrain
     from trainers.eval_metaworld import evaluate_policy
 

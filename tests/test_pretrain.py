@@ -178,7 +178,7 @@ def test_tiny_structure_hides_whole_target_chunks_and_paper_keeps_the_papers_rat
 
     model = JalaForMotionPretraining(tiny_jala_config(target_mask_ratios=list(TINY_TARGET_MASK_RATIOS)))
     slots = torch.ones(16, 3, 2, dtype=torch.bool)
-    mask = model.sample_motion_mask(slots, torch.ones(16, dtype=torch.bool), torch.Generator().manual_seed(0))
+    mask = model.sample_placeholder_slots(slots, torch.ones(16, dtype=torch.bool), torch.Generator().manual_seed(0))
     for row in mask:
         hidden_chunks = row.flatten(1).any(-1)
         target = int(hidden_chunks.float().argmax())

@@ -21,8 +21,8 @@ from dataset_scripts import cli
 from dataset_scripts.builder import BUILD_INFO_FILE, MotionTokenHook, SslFeatureHook, build_unihand, parse_size
 from dataset_scripts.card import check_repo, collect_stats, read_card_yaml
 from dataset_scripts.collator import UniHandCollator
-from dataset_scripts.schema import COLUMN_DOCS, OPTIONAL_COLUMN_DOCS, RowValidationError, num_chunks
-from dataset_scripts.streaming import UniHandStream, table_to_rows
+from dataset_scripts.schema import COLUMN_DOCS, OPTIONAL_COLUMN_DOCS, RowValidationError, num_chunks, validate_row
+from dataset_scripts.streaming import UniHandStream, read_features, table_to_rows
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from tests.conftest import REPO_ROOT, TINY_TOKENIZER
@@ -177,6 +177,28 @@ def test_rows_waiting_for_a_hook_batch_survive_a_bad_row(tmp_path: Path) -> None
     rows = _repo_rows(tmp_path)
     assert sorted(row["id"] for row in rows) == sorted(source.make_row(i)["id"] for i in range(6))
     assert all(row["motion_tokens"].shape == (num_chunks(row["num_frames"]), 2, 128) for row in rows)
+
+
+def test_motion_tokens_take_the_builds_tokens_per_chunk(tmp_path: Path) -> None:
+    """K of `motion_tokens` (N, 2, K) is the token hook's (the tokenizer config's), not a fixed 128: the schema,
+    the rows, `validate_row` and the collator all follow it."""
+
+    class SmallTokenHook(_PlaceholderTokenHook):
+        def __call__(self, rows: list[dict]) -> None:
+            for row in rows:
+                row["motion_tokens"] = np.full((num_chunks(row["num_frames"]), 2, 64), 7, np.int16)
+
+        def describe(self) -> dict:
+            return {**super().describe(), "tokens_per_chunk": 64}
+
+    build_unihand(tmp_path, [FixtureSource(num_clips=3, seed=2)], token_hook=SmallTokenHook(), progress=False)
+    assert read_features(next(tmp_path.glob("data/*/*.parquet")))["motion_tokens"].shape == (None, 2, 64)
+    rows = _repo_rows(tmp_path)
+    assert all(row["motion_tokens"].shape == (num_chunks(row["num_frames"]), 2, 64) for row in rows)
+    assert UniHandCollator(image_size=16, boundary="none")(rows)["motion_tokens"].shape[-1] == 64
+    validate_row(rows[0], motion_tokens_per_chunk=64)
+    with pytest.raises(RowValidationError, match=r"expected \(\d+, 2, 128\)"):
+        validate_row(rows[0], motion_tokens_per_chunk=128)
 
 
 def test_skip_mode_counts_and_lists_rejected_rows(tmp_path: Path) -> None:

@@ -82,7 +82,7 @@ def hidden_chunk_cross_entropy(
                 attention_mask=batch["attention_mask"],
                 pixel_values=batch["pixel_values"],
                 motion_token_ids=ids,
-                motion_mask=hidden,
+                placeholder_slots=hidden,
                 chunk_mask=chunk_mask,
                 hands_present=hands,
                 ssl_features=ssl,

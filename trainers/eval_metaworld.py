@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataset_scripts.metaworld_demos import MetaWorldTaskEnv, instruction_for, resolve_tasks
+from robot_data.metaworld_demos import MetaWorldTaskEnv, instruction_for, resolve_tasks
 
 logger = logging.getLogger("jala.eval_metaworld")
 
@@ -52,7 +52,7 @@ def load_policy(model: str, device: str = "cpu", trust_remote_code: bool = False
 
         policy = AutoModel.from_pretrained(model, trust_remote_code=True)
     else:
-        from modeling_jala.modeling_jala import JalaForActionPrediction
+        from modeling_jala.modeling_jala_action import JalaForActionPrediction
 
         policy = JalaForActionPrediction.from_pretrained(model)
     policy.to(device).eval()

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from modeling_jala.hand_jala import JOINTS_XYZ, NUM_JOINTS
+from modeling_jala.layout_jala import HANDS
 
 #: (B, H, W, 3) uint8 first frames -> (B, D) features (e.g. `evaluate_motion.model_frame_features`).
 FrameFeatures = Callable[[np.ndarray], np.ndarray]
-HAND_NAMES = ("left", "right")
 _WORD_SPLIT = str.maketrans({character: " " for character in ".,;:!?'\"()"})
 
 
@@ -104,7 +104,7 @@ class MeanMotionBaseline:
                 valid = np.isfinite(joints[:, hand]).all(axis=(-1, -2))
                 sums[hand, : len(joints)][valid] += joints[valid, hand]
                 counts[hand, : len(joints)][valid] += 1
-        missing = [HAND_NAMES[hand] for hand in range(2) if counts[hand].sum() == 0]
+        missing = [HANDS[hand] for hand in range(2) if counts[hand].sum() == 0]
         if missing:
             raise ValueError(f"no labelled training clip uses the {' or '.join(missing)} hand: no mean motion for it.")
         mean = np.zeros_like(sums)
@@ -228,7 +228,7 @@ class NearestNeighbourBaseline:
             prediction = np.full((2, length, NUM_JOINTS, 3), np.nan, dtype=np.float32)
             for hand in np.flatnonzero(present_hands(row)):
                 if picks[b, hand] < 0:
-                    raise ValueError(f"no training clip uses the {HAND_NAMES[hand]} hand that clip {b} uses.")
+                    raise ValueError(f"no training clip uses the {HANDS[hand]} hand that clip {b} uses.")
                 prediction[hand] = hold_to_length(self.joints[picks[b, hand]][:, hand], length)
             out.append(prediction)
         return out

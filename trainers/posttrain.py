@@ -36,10 +36,10 @@ from transformers import HfArgumentParser, Trainer, set_seed
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataset_scripts.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
 from modeling_jala.configuration_jala import JalaConfig, hub_repo_id, shareable_name_or_path
-from modeling_jala.modeling_jala import JalaForActionPrediction
+from modeling_jala.modeling_jala_action import JalaForActionPrediction
 from modeling_jala.processing_jala import JalaProcessor
+from robot_data.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
 from trainers.model_card import write_policy_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import words
@@ -78,7 +78,7 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset: str = field(metadata={"help": "LeRobot v3.0 dataset folder (e.g. from dataset_scripts.metaworld_demos)."})
+    dataset: str = field(metadata={"help": "LeRobot v3.0 dataset folder (e.g. from robot_data.metaworld_demos)."})
     image_key: str = field(default="observation.image")
     state_key: str = field(default="observation.state")
     action_key: str = field(default="action")

@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from dataset_scripts.collator import DESCRIBE_KEY, UniHandCollator
 from dataset_scripts.streaming import UniHandStream
+from modeling_jala.layout_jala import CLIP_TOKEN_AXES, SEQUENCE_TOKEN_AXES, reorder_axes
 from modeling_jala.processing_jala import DESCRIPTION_PROMPT, JalaProcessor
 
 #: The task type whose rows hold a description of their own motion in `instruction` (dataset_scripts/schema.py).
@@ -121,7 +122,8 @@ class JalaPretrainCollator:
             pixels = self.processor.ssl_image_processor(images=flat, return_tensors="pt")["pixel_values"]
             inputs["ssl_pixel_values"] = pixels.view(*frames.shape[:2], *pixels.shape[1:])
         if "motion_tokens" in batch:
-            inputs["motion_token_ids"] = batch["motion_tokens"].transpose(1, 2).contiguous()  # (B, N, 2, K)
+            tokens = reorder_axes(batch["motion_tokens"], CLIP_TOKEN_AXES, SEQUENCE_TOKEN_AXES)
+            inputs["motion_token_ids"] = tokens.contiguous()  # (B, N, 2, K)
         else:
             inputs["motion"] = batch["motion"]
             inputs["frame_lengths"] = batch["frame_lengths"]

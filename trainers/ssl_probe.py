@@ -36,15 +36,16 @@ from PIL import Image
 from torch import Tensor
 from transformers import AutoConfig, AutoModel, PreTrainedModel, ViTImageProcessorPil
 
-from dataset_scripts.streaming import UniHandStream, decode_image
+from dataset_scripts.images import decode_image
+from dataset_scripts.streaming import UniHandStream
 from modeling_jala.hand_jala import JOINTS_XYZ, KEYPOINT_NAMES, WRIST_TRANSL
+from modeling_jala.layout_jala import HANDS
 from modeling_jala.ssl_features_jala import encode_ssl_frames
 from modeling_jala.strict_loading_jala import strict_from_pretrained
 from trainers.presets import ssl_image_settings
 
 logger = logging.getLogger("jala.ssl_probe")
 
-HANDS = ("left", "right")
 THUMB_TIP, INDEX_TIP = KEYPOINT_NAMES.index("thumb_tip"), KEYPOINT_NAMES.index("index_tip")
 MM_PER_M = 1000.0
 #: Ridge penalties tried, as multiples of the mean squared singular value of the standardised train features.

@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModel
 
 from dataset_scripts.procedural_motion import procedural_motion_dataset
+from modeling_jala.layout_jala import CLIP_MOTION_AXES, ROW_MOTION_AXES, reorder_axes
 from trainers.train_tokenizer import evaluate_tokenizer
 
 logger = logging.getLogger("jala.tokenizer_demo")
@@ -32,7 +33,7 @@ DEMO_SEED = 987_654
 
 def plot_reconstruction(tokenizer: torch.nn.Module, clip: dict, path: Path) -> Path:
     """Index fingertip and wrist coordinates over time, true (solid) against decoded (dashed)."""
-    motion = torch.as_tensor(clip["motion"]).transpose(0, 1)[None]  # (1, 2, T, 162)
+    motion = reorder_axes(torch.as_tensor(clip["motion"]), ROW_MOTION_AXES, CLIP_MOTION_AXES)[None]  # (1, 2, T, 162)
     hand = 1 if clip["hands_present"][1] else 0
     hand_mask = torch.as_tensor(np.asarray(clip["hands_present"], dtype=bool))[None]
     encoding = tokenizer.encode(motion, hand_mask=hand_mask)

@@ -36,6 +36,7 @@ if __package__ in (None, ""):  # `python trainers/train_tokenizer.py` and `accel
 from dataset_scripts.procedural_motion import procedural_motion_dataset
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.hand_jala import D162_DIM, JOINTS_XYZ, NUM_JOINTS, mirror_motion
+from modeling_jala.layout_jala import CLIP_MOTION_AXES, ROW_MOTION_AXES, reorder_axes
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from trainers.accelerator_setup import make_accelerator
 from trainers.hub_folder import hub_repo_ids, portable_values
@@ -193,7 +194,9 @@ def evaluate_tokenizer(
         lengths = torch.tensor([len(row["motion"]) for row in batch])
         motion = torch.zeros(len(batch), 2, int(lengths.max()), D162_DIM)
         for i, row in enumerate(batch):
-            motion[i, :, : lengths[i]] = torch.as_tensor(np.asarray(row["motion"])).transpose(0, 1)
+            motion[i, :, : lengths[i]] = reorder_axes(
+                torch.as_tensor(np.asarray(row["motion"])), ROW_MOTION_AXES, CLIP_MOTION_AXES
+            )
         hand_mask = torch.tensor(np.stack([row["hands_present"] for row in batch]), dtype=torch.bool)
         keep = lengths >= tokenizer.config.chunk_frames
         if not keep.any():

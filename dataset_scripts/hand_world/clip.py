@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from dataset_scripts.schema import SPLITS, TASK_TYPES, boundary_frame_indices, encode_image
+from dataset_scripts.images import encode_image
+from dataset_scripts.repo_layout import SPLITS
+from dataset_scripts.schema import TASK_TYPES, boundary_frame_indices
 from modeling_jala.hand_jala import rot6d_to_matrix
+from modeling_jala.layout_jala import HANDS
 
 from .geometry import elbow_position, frame_from_axes, normalize, world_to_camera_motion, world_to_camera_points
 from .instructions import instruction_for
-from .layout import HAND_SIDES, Layout, to_planning_frame
+from .layout import Layout, to_planning_frame
 from .layout_sampler import FAMILIES, TWO_HAND_FAMILIES, sample_layout
 from .mjcf import FOREARM_LENGTH, scene_xml
 from .motions import ClipMotion, motion_summary, plan_clip
@@ -186,7 +189,7 @@ def _scene_json(spec: ClipSpec, summary: dict[str, Any]) -> dict[str, Any]:
         entry["position_camera"] = _rounded(world_to_camera_points(obj.position, camera.rotation, camera.position))
         objects.append(entry)
     starts = {}
-    for side in HAND_SIDES:
+    for side in HANDS:
         wrist = to_planning_frame(spec.layout.hand_starts[side].position, side)
         starts[side] = {
             "wrist_world": _rounded(wrist),
@@ -252,7 +255,7 @@ def arm_poses(
 def pose_scene(renderer: SceneRenderer, spec: ClipSpec, frame: int) -> None:
     """Put both hands, their forearms and every moving object in their pose at ``frame``; run kinematics."""
     wrist, position, joints = _decode_hand(spec.motion.motion_world[frame])
-    for slot, side in enumerate(HAND_SIDES):
+    for slot, side in enumerate(HANDS):
         renderer.set_hand(side, wrist[slot], position[slot], joints[slot])
         for segment, (rotation, origin) in arm_poses(side, wrist[slot], position[slot]).items():
             renderer.set_arm(side, rotation, origin, segment)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from modeling_jala.layout_jala import HANDS
+
 from .geometry import rot_z
 
 #: Object colours. Shared by every split: they are the words instructions use to name targets.
@@ -34,7 +36,6 @@ OBJECT_COLOURS: dict[str, tuple[float, float, float]] = {
     "cyan": (0.10, 0.70, 0.78),
 }
 OBJECT_KINDS = ("box", "cylinder", "sphere", "mug")
-HAND_SIDES = ("left", "right")
 #: Where objects may stand (table frame, metres): in front of the resting hands, within arm's reach.
 WORKSPACE_X = (-0.30, 0.30)
 WORKSPACE_Y = (0.06, 0.32)
@@ -171,7 +172,7 @@ class Layout:
 
     @property
     def acting_sides(self) -> tuple[str, ...]:
-        return tuple(side for side in HAND_SIDES if side in self.targets)
+        return tuple(side for side in HANDS if side in self.targets)
 
 
 def to_planning_frame(point: np.ndarray, side: str) -> np.ndarray:

@@ -13,9 +13,10 @@ import math
 
 import numpy as np
 
+from modeling_jala.layout_jala import HANDS
+
 from .grasps import hand_rotation, lowest_point_below_wrist, plan_grasp
 from .layout import (
-    HAND_SIDES,
     OBJECT_COLOURS,
     WORKSPACE_X,
     WORKSPACE_Y,
@@ -129,13 +130,13 @@ def hand_world_position(layout_or_starts: dict[str, HandStart], side: str) -> np
 
 
 def _closer_side(starts: dict[str, HandStart], point: np.ndarray) -> str:
-    distances = {side: np.linalg.norm(hand_world_position(starts, side)[:2] - point[:2]) for side in HAND_SIDES}
+    distances = {side: np.linalg.norm(hand_world_position(starts, side)[:2] - point[:2]) for side in HANDS}
     return min(distances, key=distances.__getitem__)
 
 
 def _assign_two(starts: dict[str, HandStart], first: SceneObject, second: SceneObject) -> dict[str, str]:
     """Give each hand one target, minimising the total reach (so each hand takes the object on its side)."""
-    left, right = (hand_world_position(starts, s)[:2] for s in HAND_SIDES)
+    left, right = (hand_world_position(starts, s)[:2] for s in HANDS)
     straight = np.linalg.norm(left - first.position[:2]) + np.linalg.norm(right - second.position[:2])
     crossed = np.linalg.norm(left - second.position[:2]) + np.linalg.norm(right - first.position[:2])
     return (
@@ -199,7 +200,7 @@ def sample_layout(rng: np.random.Generator, family: str, two_hands: bool, max_tr
 
 def _sample_layout_once(rng: np.random.Generator, family: str, two_hands: bool) -> Layout:
     bone_scale = float(rng.uniform(0.9, 1.1))
-    starts = {side: rest_start(rng, bone_scale) for side in HAND_SIDES}
+    starts = {side: rest_start(rng, bone_scale) for side in HANDS}
     placer = _Placer(rng)
     params: dict = {}
     targets: dict[str, str] = {}
@@ -302,7 +303,7 @@ def _release_layout(
     rng: np.random.Generator, placer: _Placer, starts: dict[str, HandStart], bone_scale: float
 ) -> Layout:
     """The hand starts holding an object in the air; it puts it down relative to a reference object."""
-    side = str(rng.choice(HAND_SIDES))
+    side = str(rng.choice(HANDS))
     kind = str(rng.choice(["box", "cylinder", "sphere", "mug"]))
     held = SceneObject(
         "",

@@ -19,6 +19,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from modeling_jala.hand_jala import KEYPOINT_PARENTS, MANO_JOINT_TO_KEYPOINT, HandSkeleton
+from modeling_jala.layout_jala import HANDS
 
 from .geometry import OPENCV_TO_MUJOCO_CAMERA, matrix_to_quat
 from .layout import TABLE_CENTRE_Y, TABLE_HALF, SceneObject
@@ -293,7 +294,7 @@ def scene_xml(
     )
     for obj in objects:
         world.append(_object_xml(obj, obj.name in movable))
-    for side in ("left", "right"):
+    for side in HANDS:
         side_offsets = offsets * np.array([1.0, -1.0, 1.0]) if side == "left" else offsets
         world.append(_hand_xml(side, side_offsets, bone_scale, "skin"))
         world.append(_arm_xml(side, bone_scale, "skin", "sleeve"))

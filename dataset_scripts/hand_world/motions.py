@@ -22,6 +22,7 @@ import torch
 
 from dataset_scripts.procedural_motion import minimum_jerk
 from modeling_jala.hand_jala import D162_DIM, HandSkeleton, mirror_motion
+from modeling_jala.layout_jala import FPS, HANDS
 
 from .geometry import UP, matrix_to_quat, normalize, quat_to_matrix, rot_z, slerp
 from .grasps import (
@@ -31,10 +32,9 @@ from .grasps import (
     plan_grasp,
     plan_push,
 )
-from .layout import HAND_SIDES, HandStart, Layout, SceneObject, to_planning_frame
+from .layout import HandStart, Layout, SceneObject, to_planning_frame
 from .postures import POSTURES, blend, keypoints_in_wrist_frame, shared_skeleton
 
-FPS = 15.0
 MIN_FRAMES, MAX_FRAMES = 15, 150
 _M_WORLD = np.diag([-1.0, 1.0, 1.0])
 _M_LOCAL = np.diag([1.0, -1.0, 1.0])
@@ -487,7 +487,7 @@ def plan_clip(rng: np.random.Generator, layout: Layout, skeleton: HandSkeleton |
         "hold": float(rng.uniform(0.5, 1.5)),
     }
     pre_roll = float(rng.uniform(0.0, 0.6))
-    for side in HAND_SIDES:
+    for side in HANDS:
         if side not in layout.targets:
             continue
         delay = pre_roll + (0.0 if bimanual or len(layout.targets) == 1 else float(rng.uniform(0.0, 0.8)))
@@ -503,7 +503,7 @@ def plan_clip(rng: np.random.Generator, layout: Layout, skeleton: HandSkeleton |
 
     motion = np.zeros((num_frames, 2, D162_DIM))
     object_poses: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for slot, side in enumerate(HAND_SIDES):
+    for slot, side in enumerate(HANDS):
         start = layout.hand_starts[side]
         if side in timelines:
             positions, rotations, angles = timelines[side].sample(num_frames)
@@ -533,7 +533,7 @@ def plan_clip(rng: np.random.Generator, layout: Layout, skeleton: HandSkeleton |
                     trajectory = (trajectory[0] @ _M_WORLD, _M_WORLD @ trajectory[1] @ _M_LOCAL)
                 object_poses[name] = trajectory
     marks = {side: dict(t.marks) for side, t in timelines.items()}
-    return ClipMotion(num_frames, motion, tuple(side in timelines for side in HAND_SIDES), object_poses, marks)
+    return ClipMotion(num_frames, motion, tuple(side in timelines for side in HANDS), object_poses, marks)
 
 
 def _object_trajectories(
@@ -570,7 +570,7 @@ def motion_summary(layout: Layout, clip: ClipMotion) -> dict[str, object]:
     """Facts the scene JSON reports about the motion (for evaluation and tests)."""
     return {
         "family": layout.family,
-        "acting_hands": [side for side in HAND_SIDES if side in layout.targets],
+        "acting_hands": [side for side in HANDS if side in layout.targets],
         "targets": dict(layout.targets),
         "params": _jsonable(layout.params),
         "events": {side: {k: _jsonable(v) for k, v in marks.items()} for side, marks in clip.marks.items()},

@@ -22,9 +22,6 @@ from .mjcf import JOINTED_KEYPOINTS, arm_body_name, hand_body_name, hand_joint_n
 
 logger = logging.getLogger(__name__)
 
-#: Hand sides in row order; hand geoms are named ``<side>_...``.
-SIDES = ("left", "right")
-
 
 class SceneRenderer:
     """Renders one scene at a time from a single GL context (one renderer per process / worker)."""

@@ -1,7 +1,7 @@
 """The source plugin interface: anything that yields UniHand-Mix rows.
 
 A source is a class with a `name`, built from keyword options, whose `iter_rows()` yields dicts holding every
-column of `dataset_scripts.schema.COLUMN_DOCS` plus a `split` key (one of `schema.SPLITS`) that tells the builder
+column of `dataset_scripts.schema.COLUMN_DOCS` plus a `split` key (one of `repo_layout.SPLITS`) that tells the builder
 which shard the row goes to. Sources never write files; the builder validates and writes.
 
 Register a source with `@register_source("name")`. Packages outside this repository register theirs through the

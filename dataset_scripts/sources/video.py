@@ -54,15 +54,9 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from dataset_scripts.schema import (
-    DOMAINS,
-    FPS,
-    SPLITS,
-    TASK_TYPES,
-    boundary_frame_indices,
-    encode_image,
-    num_chunks,
-)
+from dataset_scripts.images import encode_image
+from dataset_scripts.repo_layout import DOMAINS, SPLITS
+from dataset_scripts.schema import TASK_TYPES, boundary_frame_indices, num_chunks
 from dataset_scripts.sources.base import ClipSource, register_source, renumber_counted_id
 from dataset_scripts.video.decode import (
     IMAGE_SUFFIXES,
@@ -82,8 +76,9 @@ from dataset_scripts.video.resample import (
     split_evenly,
     true_runs,
 )
-from dataset_scripts.video.trackers import HANDEDNESS, HandDetection, HandTracker, get_tracker
+from dataset_scripts.video.trackers import HandDetection, HandTracker, get_tracker
 from modeling_jala.hand_jala import D162_DIM, HandSkeleton
+from modeling_jala.layout_jala import FPS, HANDS
 
 logger = logging.getLogger(__name__)
 
@@ -583,7 +578,7 @@ class VideoSource(ClipSource):
         world = np.zeros((frames, 2, 21, 3))
         for k, source_index in enumerate(plan.source_indices):
             for detection in detections[int(source_index)]:
-                slot = HANDEDNESS.index(detection.handedness)
+                slot = HANDS.index(detection.handedness)
                 if detected[k, slot] and detection.score <= score[k, slot]:
                     continue
                 detected[k, slot] = True
@@ -668,13 +663,13 @@ class VideoSource(ClipSource):
                 hands[int(np.argmax(rates))] = True
             hands_present = (bool(hands[0]), bool(hands[1]))
             hand_conf = {}
-            for slot, name in enumerate(HANDEDNESS):
+            for slot, name in enumerate(HANDS):
                 if detected[:, slot].any():
                     mean_score = float(np.nanmean(track.score[start:stop, slot]))
                     hand_conf[name] = mean_score * float(rates[slot])
-            confidence = min(hand_conf.get(name, 0.0) for slot, name in enumerate(HANDEDNESS) if hands[slot])
+            confidence = min(hand_conf.get(name, 0.0) for slot, name in enumerate(HANDS) if hands[slot])
             scene["hand_confidence"] = {k: round(v, 4) for k, v in hand_conf.items()}
-            scene["hand_detection_rate"] = {name: round(float(rates[s]), 4) for s, name in enumerate(HANDEDNESS)}
+            scene["hand_detection_rate"] = {name: round(float(rates[s]), 4) for s, name in enumerate(HANDS)}
             scene["confidence"] = round(confidence, 4)
             if confidence < self.min_confidence:
                 reason = f"confidence {confidence:.3f} < {self.min_confidence}"
@@ -716,7 +711,7 @@ class VideoSource(ClipSource):
         """D162 (T, 2, 162) for the present hands, or None and the reason it cannot be trusted."""
         motion = np.zeros((stop - start, 2, D162_DIM), dtype=np.float32)
         residuals, reprojection = {}, {}
-        for slot, name in enumerate(HANDEDNESS):
+        for slot, name in enumerate(HANDS):
             if not hands[slot]:
                 continue
             valid = track.detected[start:stop, slot]

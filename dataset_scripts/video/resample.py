@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dataset_scripts.schema import FPS
+from modeling_jala.layout_jala import FPS
 
 __all__ = [
     "LAB_PLAYBACK_SPEED",

@@ -33,6 +33,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
+from modeling_jala.layout_jala import HANDS
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -52,7 +54,6 @@ _MEDIAPIPE_INSTALL_INLINE = (
     "pip install --no-deps mediapipe==0.10.21 'protobuf>=4.25.3,<5' 'opencv-python-headless>=4.13,<5' "
     "'absl-py>=2' 'attrs>=19.1.0' 'flatbuffers>=2.0'"
 )
-HANDEDNESS = ("left", "right")
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class HandDetection:
     world_landmarks: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.handedness not in HANDEDNESS:
+        if self.handedness not in HANDS:
             raise ValueError(f"HandDetection.handedness must be 'left' or 'right', got {self.handedness!r}.")
         if np.shape(self.image_landmarks) != (21, 2):
             raise ValueError(

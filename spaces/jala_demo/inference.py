@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from modeling_jala.layout_jala import CHUNK_FRAMES, HANDS
+
 logger = logging.getLogger(__name__)
 
 SPACE_DIR = Path(__file__).resolve().parent
@@ -34,8 +36,6 @@ MODEL_ENV = "JALA_MODEL"
 CREATE_COMMAND = "make quickstart"
 BUILD_EXAMPLES_COMMAND = "python spaces/jala_demo/build_examples.py"
 EXAMPLE_KINDS = ("lab", "wild", "real")
-HAND_ORDER = ("left", "right")
-CHUNK_FRAMES = 15
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -375,7 +375,7 @@ def generate(
             generator=generator,
         )
     seconds = time.perf_counter() - started
-    present = (HAND_ORDER[0] in hands, HAND_ORDER[1] in hands)
+    present = (HANDS[0] in hands, HANDS[1] in hands)
     logger.info("generated %d chunk(s) for %s in %.2f s", num_chunks, "+".join(hands), seconds)
     return Prediction(
         joints=output.joints[0].float().cpu().numpy(),
@@ -423,7 +423,7 @@ def ground_truth_metrics(
             *(round(scores[key], 1) for key in ("mpjpe_mm", "pa_mpjpe_mm", "mwte_mm", "mde_deg")),
         ]
 
-    rows.extend(row(HAND_ORDER[h], [h]) for h in hands)
+    rows.extend(row(HANDS[h], [h]) for h in hands)
     if len(hands) == 2:
         rows.append(row("both", hands))
     return rows

@@ -22,19 +22,18 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
 from modeling_jala.hand_jala import JOINTS_XYZ, NUM_JOINTS, hand_skeleton_edges
+from modeling_jala.layout_jala import CLIP_MOTION_AXES, FPS, HANDS, ROW_MOTION_AXES, reorder_axes
 
 logger = logging.getLogger(__name__)
 
 Intrinsics = tuple[float, float, float, float]
 
-HANDS: tuple[str, str] = ("left", "right")
 #: Colour per hand (left, right); ground truth is drawn in white under the prediction.
 HAND_COLOURS: tuple[tuple[int, int, int], tuple[int, int, int]] = ((59, 130, 246), (249, 115, 22))
 TRUTH_COLOUR = (255, 255, 255)
 FINGERTIPS: tuple[int, ...] = (4, 8, 12, 16, 20)
 WRIST = 0
 DEFAULT_FOV_DEG = 60.0
-FPS = 15
 DISPLAY_LONG_SIDE = 512
 _MIN_DEPTH_M = 0.01
 _CAPTION_HEIGHT = 24
@@ -90,7 +89,8 @@ def joints_from_motion(motion: np.ndarray) -> np.ndarray:
     motion = np.asarray(motion, dtype=np.float32)
     if motion.ndim != 3 or motion.shape[1:] != (2, 162):
         raise ValueError(f"motion must have shape (T, 2, 162) (frames, left/right, MANO-D162), got {motion.shape}.")
-    return motion[..., JOINTS_XYZ].reshape(motion.shape[0], 2, NUM_JOINTS, 3).transpose(1, 0, 2, 3)
+    joints = motion[..., JOINTS_XYZ].reshape(motion.shape[0], 2, NUM_JOINTS, 3)
+    return reorder_axes(joints, (*ROW_MOTION_AXES[:2], "joint", "xyz"), (*CLIP_MOTION_AXES[:2], "joint", "xyz"))
 
 
 def _check_joints(joints: np.ndarray, present: Sequence[bool], name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +137,7 @@ def overlay_frames(
     intrinsics: Sequence[float],
     truth_joints: np.ndarray | None = None,
     truth_present: Sequence[bool] | None = None,
-    fps: int = FPS,
+    fps: float = FPS,
 ) -> list[Image.Image]:
     """One RGB frame per time step: the first frame with the projected skeleton(s) and a caption strip.
 
@@ -210,14 +210,14 @@ def _caption(
         draw.text((x + 14, y), "ground truth", fill=(230, 230, 230), font=font)
 
 
-def gif_durations(count: int, fps: int = FPS) -> list[int]:
+def gif_durations(count: int, fps: float = FPS) -> list[int]:
     """Per-frame delays in ms that keep the clip's real speed: GIF stores centiseconds, so a constant 67 ms
     would play 15 fps motion at 16.7 fps; alternating 70/60/70 ms keeps the cumulative time exact."""
     ends = [round((k + 1) * 100 / fps) * 10 for k in range(count)]
     return [end - start for start, end in zip([0, *ends[:-1]], ends, strict=True)]
 
 
-def save_gif(frames: Sequence[Image.Image], path: str | Path, fps: int = FPS) -> Path:
+def save_gif(frames: Sequence[Image.Image], path: str | Path, fps: float = FPS) -> Path:
     """Write an endlessly looping GIF at `fps`, one shared palette for all frames.
 
     A shared palette that includes the overlay colours keeps skeleton colours exact and avoids per-frame

@@ -59,7 +59,8 @@ def build(out: Path) -> None:
 
     from dataset_scripts.builder import build_unihand
     from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
-    from modeling_jala.modeling_jala import JalaForActionPrediction, JalaForMotionPretraining
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from modeling_jala.modeling_jala_action import JalaForActionPrediction
     from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
     from tests.conftest import TINY_TOKENIZER
     from tests.fixtures.tiny_jala import save_hub_folder, tiny_jala_config, tiny_processor
@@ -264,7 +265,7 @@ def repo_checks(folder: Path, work: Path) -> None:
     _step("evaluate.load of the hand-motion metric", start)
 
     start = time.perf_counter()
-    from modeling_jala.modeling_jala import JalaForActionPrediction
+    from modeling_jala.modeling_jala_action import JalaForActionPrediction
     from tests.fixtures.tiny_jala import tiny_jala_config, tiny_processor
 
     torch.manual_seed(0)

@@ -530,7 +530,7 @@ def write_dataset_card(root: str | Path, license: str | None = "apache-2.0", tag
         f"A robot dataset in [LeRobot](https://github.com/huggingface/lerobot)'s {info['codebase_version']} format: "
         f"{info['total_episodes']} episodes, {info['total_frames']} frames at {info['fps']} fps, "
         f"{info['total_tasks']} tasks, robot `{info.get('robot_type')}`. Written by the JALA open implementation "
-        "(`dataset_scripts/lerobot_v3.py`), file for file as lerobot writes it.",
+        "(`robot_data/lerobot_v3.py`), file for file as lerobot writes it.",
         "",
         "## Load",
         "",

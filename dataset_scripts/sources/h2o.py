@@ -50,14 +50,14 @@ from typing import Any
 
 import numpy as np
 
-from dataset_scripts.converters.base import (
+from dataset_scripts.sources.base import register_source
+from dataset_scripts.sources.lab_converter import (
     LabConverter,
     LabFormatError,
     LabSequence,
     SequenceRef,
     image_file_loader,
 )
-from dataset_scripts.sources.base import register_source
 from modeling_jala.hand_jala import NUM_JOINTS
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Meta-World demonstrations from the package's scripted experts, written as a LeRobot v3.0 dataset.
 
-    MUJOCO_GL=egl python -m dataset_scripts.metaworld_demos --output_dir outputs/metaworld_mt10 \
+    MUJOCO_GL=egl python -m robot_data.metaworld_demos --output_dir outputs/metaworld_mt10 \
         --tasks MT10 --episodes_per_task 20
 
 Each episode is one goal variation of a task (Meta-World's MT1 benchmark: 50 object/goal placements per task,
@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataset_scripts.lerobot_v3 import LeRobotV3Writer
+from robot_data.lerobot_v3 import LeRobotV3Writer
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ What :meth:`LabConverter.iter_rows` does with every sequence, in sorted id order
 
 Writing a converter::
 
-    from dataset_scripts.converters.base import LabConverter, LabSequence, SequenceRef, image_file_loader
+    from dataset_scripts.sources.lab_converter import LabConverter, LabSequence, SequenceRef, image_file_loader
     from dataset_scripts.sources.base import register_source
 
     @register_source("my_lab")
@@ -92,12 +92,15 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from dataset_scripts.schema import COLUMN_DOCS, FPS, HANDS, boundary_frame_indices, encode_image
+from dataset_scripts.images import encode_image
+from dataset_scripts.repo_layout import SPLIT_DOMAINS, SPLITS
+from dataset_scripts.schema import COLUMN_DOCS, boundary_frame_indices
 from dataset_scripts.sources.base import ClipSource, renumber_counted_id
 from dataset_scripts.video.decode import scaled_size
 from dataset_scripts.video.lifting import Intrinsics, fit_d162, interpolate_gaps
 from dataset_scripts.video.resample import LAB_PLAYBACK_SPEED, plan_resample, split_evenly
 from modeling_jala.hand_jala import D162_DIM, NUM_JOINTS, HandSkeleton
+from modeling_jala.layout_jala import FPS, HANDS
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ __all__ = [
 #: Instruction of clips whose frames carry no action label.
 TEMPLATE_INSTRUCTION = "Perform the hand motion in this scene."
 #: Splits a lab row may go to (the builder keeps ``test_wild`` for wild rows).
-LAB_SPLITS = ("train", "test_lab")
+LAB_SPLITS = tuple(split for split in SPLITS if "lab" in SPLIT_DOMAINS[split])
 
 FrameLoader = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
 
