@@ -623,6 +623,17 @@ def codebook_means(codebook: Tensor, loss: Tensor, correct: Tensor, num_codebook
 
 
 @dataclass
+class MotionBatch:
+    """The motion side of a pretraining batch, defaults resolved (mask polarity: docs/design.md §3)."""
+
+    token_ids: Tensor  # (B, N, 2, K); IGNORE_TOKEN_ID where no chunk / hand
+    chunk_mask: Tensor  # (B, N) True where the chunk exists
+    hands_present: Tensor  # (B, 2) True where the hand acts (and, without unlabelled training, is labelled)
+    labelled: Tensor  # (B,) True where the motion is a trainable label
+    placeholder_slots: Tensor  # (B, N, 2, K) True where the slot shows a placeholder
+
+
+@dataclass
 class McpLoss:
     """L_MCP of a batch with its diagnostics: accuracy, per-codebook loss / accuracy (NaN where unscored)."""
 
@@ -885,6 +896,65 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         code_loss = F.cross_entropy(code_logits.float(), latent.codes[code_slots].detach())
         return code_loss, latent.reconstruction_loss + latent.commitment_loss
 
+    def motion_batch(
+        self,
+        batch_size: int,
+        device: torch.device,
+        motion_token_ids: Tensor | None,
+        chunk_mask: Tensor | None,
+        hands_present: Tensor | None,
+        labelled: Tensor | None,
+        placeholder_slots: Tensor | None,
+        motion: Tensor | None,
+        frame_lengths: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> MotionBatch:
+        """The motion side of a batch with every default resolved: token ids (tokenized here from raw motion when
+        not given), which chunks and hands exist, and the placeholders (sampled by the hybrid masking unless given;
+        unlabelled clips are placeholders throughout)."""
+        if hands_present is None:
+            hands_present = torch.ones(batch_size, 2, dtype=torch.bool, device=device)
+        hands_present = hands_present.bool()
+        if labelled is None:
+            labelled = torch.ones(batch_size, dtype=torch.bool, device=device)
+        labelled = labelled.bool()
+        if motion_token_ids is None:
+            motion_token_ids, chunk_mask = self.tokenize_motion(motion, frame_lengths, hands_present, labelled)
+        if chunk_mask is None:
+            chunk_mask = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(-1)
+        chunk_mask = chunk_mask.bool()
+        if not self.config.trains_on_unlabelled:
+            # w/o latent, JALA-act: unlabelled clips carry no signal at all.
+            hands_present = hands_present & labelled[:, None]
+        slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]
+        if placeholder_slots is None:
+            placeholder_slots = self.sample_placeholder_slots(slot_mask, labelled, generator)
+        # Unlabelled clips never show their (pseudo-)tokens: they are placeholders throughout.
+        placeholder_slots = placeholder_slots.bool() | ~labelled[:, None, None, None]
+        return MotionBatch(motion_token_ids, chunk_mask, hands_present, labelled, placeholder_slots)
+
+    @staticmethod
+    def description_batch(
+        describe: Tensor | None,
+        labelled: Tensor,
+        placeholder_slots: Tensor,
+        description_mask: Tensor | None,
+        description_labels: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(describe, placeholder_slots, description_mask, description_labels) of a batch with description text:
+        description rows see their whole motion; other rows' text is invisible and unscored (docs/design.md §1.13)."""
+        if describe is None or description_labels is None:
+            raise ValueError("description_ids need `describe` (B,) and description_labels (B, Lt) as well.")
+        describe = describe.bool()
+        if bool((describe & ~labelled).any()):
+            raise ValueError("description samples need labelled motion (the motion is the context).")
+        placeholder_slots = placeholder_slots & ~describe[:, None, None, None]
+        if description_mask is None:
+            description_mask = description_labels != IGNORE_TOKEN_ID
+        description_mask = description_mask.bool() & describe[:, None]
+        description_labels = description_labels.masked_fill(~describe[:, None], IGNORE_TOKEN_ID)
+        return describe, placeholder_slots, description_mask, description_labels
+
     def forward(
         self,
         input_ids: Tensor,
@@ -917,41 +987,26 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         `description_mask` / `description_labels` (B, Lt) from `JalaProcessor.description_targets`: the text after
         the motion, scored by L_desc. Without these keys the loss is exactly L_MCP + λ L_align.
         """
-        batch = input_ids.shape[0]
-        device = input_ids.device
-        if hands_present is None:
-            hands_present = torch.ones(batch, 2, dtype=torch.bool, device=device)
-        hands_present = hands_present.bool()
-        if labelled is None:
-            labelled = torch.ones(batch, dtype=torch.bool, device=device)
-        labelled = labelled.bool()
-        if motion_token_ids is None:
-            motion_token_ids, chunk_mask = self.tokenize_motion(motion, frame_lengths, hands_present, labelled)
-        if chunk_mask is None:
-            chunk_mask = (motion_token_ids != IGNORE_TOKEN_ID).any(-1).any(-1)
-        chunk_mask = chunk_mask.bool()
-        if not self.config.trains_on_unlabelled:
-            # w/o latent, JALA-act: unlabelled clips carry no signal at all.
-            hands_present = hands_present & labelled[:, None]
-        slot_mask = chunk_mask[:, :, None] & hands_present[:, None, :]
-        if placeholder_slots is None:
-            placeholder_slots = self.sample_placeholder_slots(slot_mask, labelled, generator)
-        # Unlabelled clips never show their (pseudo-)tokens: they are placeholders throughout.
-        placeholder_slots = placeholder_slots | ~labelled[:, None, None, None]
+        motion_batch = self.motion_batch(
+            input_ids.shape[0],
+            input_ids.device,
+            motion_token_ids,
+            chunk_mask,
+            hands_present,
+            labelled,
+            placeholder_slots,
+            motion,
+            frame_lengths,
+            generator,
+        )
+        motion_token_ids, chunk_mask = motion_batch.token_ids, motion_batch.chunk_mask
+        hands_present, labelled = motion_batch.hands_present, motion_batch.labelled
+        placeholder_slots = motion_batch.placeholder_slots
         describing = description_ids is not None
         if describing:
-            if describe is None or description_labels is None:
-                raise ValueError("description_ids need `describe` (B,) and description_labels (B, Lt) as well.")
-            describe = describe.bool()
-            if bool((describe & ~labelled).any()):
-                raise ValueError("description samples need labelled motion (the motion is the context).")
-            # A description reads the whole motion: every slot visible (docs/design.md §1.13).
-            placeholder_slots = placeholder_slots & ~describe[:, None, None, None]
-            # Rows that are not description samples carry no text: it must be invisible and unscored there.
-            if description_mask is None:
-                description_mask = description_labels != IGNORE_TOKEN_ID
-            description_mask = description_mask.bool() & describe[:, None]
-            description_labels = description_labels.masked_fill(~describe[:, None], IGNORE_TOKEN_ID)
+            describe, placeholder_slots, description_mask, description_labels = self.description_batch(
+                describe, labelled, placeholder_slots, description_mask, description_labels
+            )
         if ssl_features is None:
             if ssl_pixel_values is None:
                 raise ValueError("pass ssl_features (precomputed) or ssl_pixel_values (frames for the SSL encoder).")
