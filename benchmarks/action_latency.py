@@ -52,8 +52,11 @@ HEADS = {
 }
 
 
-def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[JalaForActionPrediction, object]:
-    """A randomly initialised action model of the named size (constructed on `device`) and its processor."""
+def build(
+    size: str, device: torch.device, dtype: torch.dtype, attention: str = "dense"
+) -> tuple[JalaForActionPrediction, object]:
+    """A randomly initialised action model of the named size (constructed on `device`) and its processor;
+    `attention` is `JalaConfig.block_causal_attention` (dense mask or FlexAttention BlockMask)."""
     tokenizer = build_word_tokenizer([INSTRUCTION])
     head = {**HEADS[size], "action_dim": 7, "state_dim": 8, "chunk_size": 16, "num_inference_steps": 4}
     if size == "paper":
@@ -66,6 +69,7 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> tuple[JalaForA
             image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
             tokenizer_config=JalaMotionTokenizerConfig(codebook_size=512, code_dim=64, hidden_size=128),
         )
+    base.block_causal_attention = attention
     config = JalaForActionPrediction.config_for_actions(base, head)
     with torch.device(device):
         model = JalaForActionPrediction(config)
@@ -100,8 +104,16 @@ def timed(function: Callable[[], object], device: torch.device, repeats: int, wa
 
 
 @torch.no_grad()
-def measure(size: str, device: torch.device, dtype: torch.dtype, batch: int, repeats: int, warmup: int) -> dict:
-    model, processor = build(size, device, dtype)
+def measure(
+    size: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    batch: int,
+    repeats: int,
+    warmup: int,
+    attention: str = "dense",
+) -> dict:
+    model, processor = build(size, device, dtype, attention)
     if device.type == "cuda":  # the peak should show inference, not the float32 construction before the cast
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
@@ -123,6 +135,7 @@ def measure(size: str, device: torch.device, dtype: torch.dtype, batch: int, rep
 
     row = {
         "size": size,
+        "attention": attention,
         "batch": batch,
         "dtype": str(dtype).removeprefix("torch."),
         "parameters_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
@@ -145,7 +158,7 @@ def device_name(device: torch.device) -> str:
 
 
 def table(rows: list[dict], header: str) -> str:
-    columns = ["size", "batch", "dtype", "parameters_M", "dit_parameters_M", "prefix_tokens"]
+    columns = ["size", "attention", "batch", "dtype", "parameters_M", "dit_parameters_M", "prefix_tokens"]
     columns += ["predict_action_s", "preprocess_s", "backbone_s", "sampler_s", "peak_memory_GiB"]
     columns = [column for column in columns if any(column in row for row in rows)]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -164,6 +177,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, help="float32 / bfloat16 (default: bfloat16 on CUDA, else float32)")
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument(
+        "--attention", default="dense", help="comma-separated block_causal_attention formats: dense, flex"
+    )
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -179,12 +195,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for size in args.sizes.split(","):
         if size not in HEADS:
             raise ValueError(f"unknown size {size!r}; choose from {sorted(HEADS)}.")
-        rows.append(measure(size, device, dtype, args.batch, args.repeats, args.warmup))
-        logger.info("%s", rows[-1])
-        gc.collect()
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(device)
+        for attention in args.attention.split(","):
+            rows.append(measure(size, device, dtype, args.batch, args.repeats, args.warmup, attention))
+            logger.info("%s", rows[-1])
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(device)
     header = (
         f"predict_action latency — {device_name(device)} — {datetime.datetime.now().isoformat(timespec='minutes')} "
         f"— torch {torch.__version__}, median of {args.repeats} calls after {args.warmup} warm-up"

@@ -29,10 +29,17 @@ from trainers.presets import jala_structure
 TEXT_TOKENS = 24
 
 
-def jala_config(size: str) -> JalaConfig:
+def jala_config(size: str, attention: str = "dense") -> JalaConfig:
+    """The paper or tiny structure with `block_causal_attention=attention` (dense mask or FlexAttention)."""
     if size == "paper":
-        return JalaConfig()
-    return jala_structure("tiny", vocab_size=64, image_token_id=63, tokenizer_config=JalaMotionTokenizerConfig())
+        return JalaConfig(block_causal_attention=attention)
+    return jala_structure(
+        "tiny",
+        vocab_size=64,
+        image_token_id=63,
+        tokenizer_config=JalaMotionTokenizerConfig(),
+        block_causal_attention=attention,
+    )
 
 
 def synthetic_batch(config: JalaConfig, batch: int, chunks: int, device: torch.device, dtype: torch.dtype) -> dict:
@@ -125,20 +132,24 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=4)
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--attention", default="dense", help="comma-separated block_causal_attention: dense, flex")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the table here")
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
-    config = jala_config(args.size)
-    jala_seconds, length, jala_memory = jala_step_time(
-        config, args.batch, args.chunks, device, dtype, args.steps, args.warmup
-    )
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    jala_rows, length = [], 0
+    for attention in args.attention.split(","):
+        config = jala_config(args.size, attention)
+        seconds, length, memory = jala_step_time(
+            config, args.batch, args.chunks, device, dtype, args.steps, args.warmup
+        )
+        jala_rows.append((attention, seconds, memory))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
     plain_seconds, plain_memory = internvl_step_time(
-        config, args.batch, length, device, dtype, args.steps, args.warmup
+        jala_config(args.size), args.batch, length, device, dtype, args.steps, args.warmup
     )
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     lines = [
@@ -146,10 +157,16 @@ def main() -> None:
         f"(sequence {length} tokens) — {name}, torch {torch.__version__}, {datetime.datetime.now():%Y-%m-%d %H:%M}",
         "| step | samples/s | s/step | peak GiB |",
         "|---|---|---|---|",
-        f"| JALA (MCP + alignment + EMA) | {args.batch / jala_seconds:.2f} | {jala_seconds:.3f} | {jala_memory:.1f} |",
-        f"| plain InternVL next-token step | {args.batch / plain_seconds:.2f} | {plain_seconds:.3f} "
-        f"| {plain_memory:.1f} |",
     ]
+    lines += [
+        f"| JALA (MCP + alignment + EMA), {attention} block-causal mask | {args.batch / seconds:.2f} | {seconds:.3f} "
+        f"| {memory:.1f} |"
+        for attention, seconds, memory in jala_rows
+    ]
+    lines.append(
+        f"| plain InternVL next-token step | {args.batch / plain_seconds:.2f} | {plain_seconds:.3f} "
+        f"| {plain_memory:.1f} |"
+    )
     print("\n".join(lines))
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")

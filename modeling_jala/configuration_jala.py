@@ -19,6 +19,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .attention_jala import BLOCK_CAUSAL_ATTENTION_FORMATS
 from .layout_jala import CHUNK_FRAMES
 
 logger = logging.getLogger(__name__)
@@ -380,6 +381,10 @@ class JalaConfig(PreTrainedConfig):
             `cls`. Precomputed dataset features must be built with the same choice (`build --ssl-tokens`).
         target_mask_ratios (`list[float]`): mask ratios drawn for the target chunk.
         future_mask_ratio (`float`, defaults to 0.05): mask ratio of the chunks after the target.
+        block_causal_attention (`str`, defaults to `"dense"`): (D) how the language model receives the block-causal
+            pattern: `dense`, an additive (B, 1, L, L) mask for sdpa / eager attention (the reference), or `flex`, a
+            FlexAttention BlockMask with transformers' `flex_attention` (skips fully masked tiles; compiled on first
+            use per shape). Same outputs either way (tests/test_attention.py).
         block_per_time_chunk (`bool`, defaults to `True`):
             (D) one bidirectional attention block holds chunk k of both hands (left then right), so the hands of
             one second see each other; `False` gives each hand-chunk its own block.
@@ -430,6 +435,7 @@ class JalaConfig(PreTrainedConfig):
     target_mask_ratios: list[float] | None = None
     future_mask_ratio: float = 0.05
     block_per_time_chunk: bool = True
+    block_causal_attention: str = "dense"
     lapa_codebook_size: int = 8
     decoding_steps: int = 16
     decoding_ensemble: int = 4
@@ -519,6 +525,11 @@ class JalaConfig(PreTrainedConfig):
             raise ValueError(
                 f"JalaConfig.ssl_token_selection must be one of {SSL_TOKEN_SELECTIONS}, "
                 f"got {self.ssl_token_selection!r}."
+            )
+        if self.block_causal_attention not in BLOCK_CAUSAL_ATTENTION_FORMATS:
+            raise ValueError(
+                f"JalaConfig.block_causal_attention must be one of {BLOCK_CAUSAL_ATTENTION_FORMATS}, "
+                f"got {self.block_causal_attention!r}."
             )
         if self.decoding_steps < 1 or self.decoding_ensemble < 1:
             raise ValueError("JalaConfig.decoding_steps and decoding_ensemble must be >= 1.")

@@ -30,6 +30,7 @@ from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from .attention_jala import FLEX_ATTENTION, register_block_flex_attention, sequence_attention_mask
 from .configuration_jala import DECODING_STRATEGIES, JalaConfig
 from .hand_jala import JOINTS_XYZ, NUM_JOINTS
 from .lapa_jala import LatentActionQuantizer
@@ -216,26 +217,6 @@ class MotionTokenHeads(nn.Module):
         return logits.reshape(*leading, 2 * layout.tokens_per_part, layout.codebook_size)
 
 
-def block_causal_mask(
-    block_ids: Tensor, key_valid: Tensor, dtype: torch.dtype, query_block_ids: Tensor | None = None
-) -> Tensor:
-    """Block ids of the keys (B, Lk) and key validity -> (B, 1, Lq, Lk) additive mask.
-
-    A query attends to a key iff the key's block is not later than the query's and the key is valid. Queries are
-    the last Lq positions (all of them by default; fewer when earlier keys come from a KV cache), and each query
-    always sees itself, so padding rows never become all -inf (NaN in softmax).
-    """
-    if query_block_ids is None:
-        query_block_ids = block_ids
-    queries, keys = query_block_ids.shape[1], block_ids.shape[1]
-    allowed = (block_ids[:, None, :] <= query_block_ids[:, :, None]) & key_valid[:, None, :]
-    own_key = torch.arange(queries, device=block_ids.device) + (keys - queries)
-    allowed |= (torch.arange(keys, device=block_ids.device)[None, :] == own_key[:, None])[None]
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=block_ids.device)
-    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-    return mask[:, None]
-
-
 @dataclass
 class SequencePart:
     """Embeddings of part of the sequence with what the attention mask and RoPE need to know about it."""
@@ -352,6 +333,11 @@ class JalaModel(JalaPreTrainedModel):
         self.post_init()
         self.ssl_encoder.requires_grad_(False)
         self.synchronize_perceivers()
+        if config.block_causal_attention == "flex":
+            # The attention layers read their config's implementation at call time; only the language model gets
+            # the BlockMask (the vision tower and the SSL encoder keep theirs).
+            register_block_flex_attention()
+            self.language_model.config._attn_implementation = FLEX_ATTENTION
 
     # -- structure --------------------------------------------------------------------------------------------
     def synchronize_perceivers(self) -> None:
@@ -504,8 +490,17 @@ class JalaModel(JalaPreTrainedModel):
             position_ids=before.position_ids[:, -1:] + steps,
         )
 
+    def block_causal_attention_mask(
+        self, block_ids: Tensor, key_valid: Tensor, dtype: torch.dtype, query_block_ids: Tensor | None = None
+    ) -> Any:
+        """The block-causal mask of a sequence (keys `block_ids` / `key_valid` (B, Lk), queries the last Lq) in the
+        format `config.block_causal_attention` names: dense additive (B, 1, Lq, Lk) or a FlexAttention BlockMask."""
+        return sequence_attention_mask(
+            self.config.block_causal_attention, block_ids, key_valid, dtype, query_block_ids
+        )
+
     def run_language_model(
-        self, embeddings: Tensor, mask: Tensor, position_ids: Tensor, cache: Any = None
+        self, embeddings: Tensor, mask: Any, position_ids: Tensor, cache: Any = None
     ) -> tuple[Tensor, Tensor]:
         """The VLM's decoder; returns the final hidden states and those of `align_layer` (predictive embeddings)."""
         captured: dict[str, Tensor] = {}
@@ -587,7 +582,7 @@ class JalaModel(JalaPreTrainedModel):
             real_token = torch.ones_like(text_ids, dtype=torch.bool) if text_mask is None else text_mask
             parts.append(self.text_part(text_ids, real_token, SequencePart.cat(parts)))
         sequence = SequencePart.cat(parts)
-        mask = block_causal_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
+        mask = self.block_causal_attention_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
         final_states, align_states = self.run_language_model(sequence.embeddings, mask, sequence.position_ids)
         block_tokens = tokens + 2
         motion_start = context.embeddings.shape[1]
@@ -1173,7 +1168,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         cache = DynamicCache(config=self.config.vlm_config.get_text_config())
         self.model.run_language_model(
             context.embeddings,
-            block_causal_mask(context.block_ids, context.key_valid, context.embeddings.dtype),
+            self.model.block_causal_attention_mask(context.block_ids, context.key_valid, context.embeddings.dtype),
             context.position_ids,
             cache=cache,
         )
@@ -1286,7 +1281,9 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         generated = []
         for step in range(max_new_tokens):
             keys = SequencePart.cat([keys, query]) if step else query
-            mask = block_causal_mask(keys.block_ids, keys.key_valid, query.embeddings.dtype, query.block_ids)
+            mask = self.model.block_causal_attention_mask(
+                keys.block_ids, keys.key_valid, query.embeddings.dtype, query.block_ids
+            )
             final_states, _ = self.model.run_language_model(query.embeddings, mask, query.position_ids, cache=cache)
             token = self.text_logits(final_states[:, -1:]).argmax(-1)  # (B, 1)
             token = token.masked_fill(finished[:, None], pad)
@@ -1327,7 +1324,7 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
     def _cached_chunk_states(self, chunk: SequencePart, seen: SequencePart, cache: Any, keep: bool) -> Tensor:
         """Run one chunk ((B, 2 (K + 2), H)) against the cached sequence `seen`; its final states at the 2 x K
         motion slots, (B, 2, K, H). Unless `keep`, the chunk's keys are removed from the cache afterwards."""
-        mask = block_causal_mask(
+        mask = self.model.block_causal_attention_mask(
             torch.cat([seen.block_ids, chunk.block_ids], dim=1),
             torch.cat([seen.key_valid, chunk.key_valid], dim=1),
             chunk.embeddings.dtype,
@@ -1352,5 +1349,4 @@ __all__ = [
     "JalaMotionGeneration",
     "JalaPreTrainedModel",
     "JalaPretrainingOutput",
-    "block_causal_mask",
 ]

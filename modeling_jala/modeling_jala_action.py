@@ -35,7 +35,6 @@ from .modeling_jala import (
     JalaModel,
     JalaPreTrainedModel,
     SequencePart,
-    block_causal_mask,
 )
 from .processing_jala import JalaProcessor
 
@@ -351,7 +350,9 @@ class JalaForActionPrediction(JalaPreTrainedModel):
             first_chunk=0,
         )
         sequence = SequencePart.cat([context, placeholders])
-        mask = block_causal_mask(sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype)
+        mask = self.model.block_causal_attention_mask(
+            sequence.block_ids, sequence.key_valid, sequence.embeddings.dtype
+        )
         _, align_states = self.model.run_language_model(sequence.embeddings, mask, sequence.position_ids)
         blocks = align_states[:, context.embeddings.shape[1] :].view(batch, chunks, 2, tokens + 2, -1)
         return blocks[:, :, :, 1:-1].flatten(1, 3)

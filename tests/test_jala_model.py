@@ -14,9 +14,10 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file, save_file
 
+from modeling_jala.attention_jala import block_causal_mask
 from modeling_jala.configuration_jala import JalaConfig
 from modeling_jala.layout_jala import IGNORE_TOKEN_ID
-from modeling_jala.modeling_jala import JalaForMotionPretraining, block_causal_mask
+from modeling_jala.modeling_jala import JalaForMotionPretraining
 from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_jala import (
     IMAGE_SIZE,
