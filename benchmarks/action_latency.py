@@ -125,6 +125,7 @@ def measure(
     for key in ("pixel_values", "ssl_pixel_values"):
         inputs[key] = inputs[key].to(dtype)
     state_tensor = torch.from_numpy(state).to(device)
+    frames = torch.from_numpy(np.stack(images)).to(device)  # camera frames already on the device
     context, proprio = model._conditioning(dict(inputs), state_tensor)
     noise = torch.randn(batch, head.chunk_size, head.action_dim, device=device, dtype=dtype)
 
@@ -142,7 +143,13 @@ def measure(
         "dit_parameters_M": round(sum(p.numel() for p in model.action_head.parameters()) / 1e6, 1),
         "prefix_tokens": int(inputs["input_ids"].shape[1]),
         "predict_action_s": timed(lambda: model.predict_action(images, INSTRUCTION, state), device, repeats, warmup),
+        "predict_action_tensor_frames_s": timed(
+            lambda: model.predict_action(frames, INSTRUCTION, state), device, repeats, warmup
+        ),
         "preprocess_s": timed(lambda: processor(images=images, text=[INSTRUCTION] * batch), device, repeats, warmup),
+        "preprocess_tensor_frames_s": timed(
+            lambda: processor(images=frames, text=[INSTRUCTION] * batch), device, repeats, warmup
+        ),
         "backbone_s": timed(lambda: model._conditioning(dict(inputs), state_tensor), device, repeats, warmup),
         "sampler_s": timed(sampler, device, repeats, warmup),
     }
@@ -159,7 +166,8 @@ def device_name(device: torch.device) -> str:
 
 def table(rows: list[dict], header: str) -> str:
     columns = ["size", "attention", "batch", "dtype", "parameters_M", "dit_parameters_M", "prefix_tokens"]
-    columns += ["predict_action_s", "preprocess_s", "backbone_s", "sampler_s", "peak_memory_GiB"]
+    columns += ["predict_action_s", "predict_action_tensor_frames_s", "preprocess_s", "preprocess_tensor_frames_s"]
+    columns += ["backbone_s", "sampler_s", "peak_memory_GiB"]
     columns = [column for column in columns if any(column in row for row in rows)]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:

@@ -440,13 +440,17 @@ class JalaForActionPrediction(JalaPreTrainedModel):
     ) -> Tensor:
         """Action chunks (B, chunk_size, action_dim) in raw robot units for camera images, instructions and states.
 
-        `images`: one image (H, W, 3 uint8 array or PIL) or a list; `instruction`: a string or a list; `state`:
-        (state_dim,) or (B, state_dim) in raw units. Sampling starts from `noise` (B, T, action_dim) or from
+        `images`: one image (H, W, 3 uint8 array or PIL) or a list, or a uint8 tensor (H, W, 3) / (B, H, W, 3) —
+        preprocessed as tensor ops on the model's device, no PIL round trip; `instruction`: a string or a list;
+        `state`: (state_dim,) or (B, state_dim) in raw units. Sampling starts from `noise` (B, T, action_dim) or from
         `torch.randn` with `generator`, and runs `num_inference_steps` (default: the config's 4) Euler steps of
         diffusers' `FlowMatchEulerDiscreteScheduler`.
         """
         head = self.config.action_head_config
-        frames = list(images) if isinstance(images, list | tuple) else [images]
+        if isinstance(images, Tensor):
+            frames = (images[None] if images.dim() == 3 else images).to(self.device)
+        else:
+            frames = list(images) if isinstance(images, list | tuple) else [images]
         texts = [instruction] * len(frames) if isinstance(instruction, str) else list(instruction)
         state = torch.as_tensor(np.asarray(state, dtype=np.float32)).to(self.device)
         state = state[None] if state.dim() == 1 else state

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 from transformers import BatchFeature, PreTrainedConfig
 from transformers.processing_utils import ProcessorMixin
 
@@ -24,6 +26,60 @@ from .strict_loading_jala import hub_download_kwargs
 #: instruction slot holds this fixed request instead.
 DESCRIPTION_PROMPT = "Describe the hand motion."
 #: Label of a text position that carries no loss (PyTorch's cross-entropy default).
+
+
+#: PIL resampling filters (`PILImageResampling` values) -> `torch.nn.functional.interpolate` modes.
+_TORCH_RESAMPLE = {2: "bilinear", 3: "bicubic"}
+
+
+def _size_of(image_processor: Any) -> tuple[int, int]:
+    size = image_processor.size
+    height = getattr(size, "height", None) if not isinstance(size, dict) else size.get("height")
+    width = getattr(size, "width", None) if not isinstance(size, dict) else size.get("width")
+    if not height or not width:
+        raise ValueError(
+            f"{type(image_processor).__name__}.size={size} has no fixed height and width; the tensor path "
+            "resizes to a fixed size. Pass PIL images or numpy arrays instead."
+        )
+    return int(height), int(width)
+
+
+def preprocess_frame_tensors(frames: Tensor, image_processor: Any) -> Tensor:
+    """(B, H, W, 3) uint8 frames on any device -> (B, 3, h, w) float32 pixel values, as `image_processor` makes them
+    from PIL images — resize (antialiased, then rounded to 8 bits as PIL's resize of an 8-bit image is), rescale,
+    normalise — but as tensor ops on the frames' device: no PIL round trip and no copy to the host.
+
+    Only what JALA's processors do is supported (a fixed size, bilinear or bicubic, no crop or tiling); anything
+    else is an error naming the setting.
+    """
+    if frames.dim() != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(
+            f"frames must be a (batch, height, width, 3) uint8 tensor, got {tuple(frames.shape)} {frames.dtype}."
+        )
+    for setting in ("do_center_crop", "crop_to_patches", "do_pad"):
+        if getattr(image_processor, setting, None):
+            raise ValueError(
+                f"{type(image_processor).__name__}.{setting}=True is not supported by the tensor path; pass PIL "
+                "images or numpy arrays, or configure the processor without it."
+            )
+    height, width = _size_of(image_processor)
+    pixels = frames.permute(0, 3, 1, 2).float()
+    if getattr(image_processor, "do_resize", True) and tuple(pixels.shape[-2:]) != (height, width):
+        resample = int(getattr(image_processor, "resample", 2))
+        if resample not in _TORCH_RESAMPLE:
+            raise ValueError(
+                f"{type(image_processor).__name__}.resample={resample} has no tensor equivalent here; use "
+                "bilinear (2) or bicubic (3), or pass PIL images."
+            )
+        pixels = F.interpolate(pixels, size=(height, width), mode=_TORCH_RESAMPLE[resample], antialias=True)
+        pixels = pixels.round().clamp(0, 255)
+    if getattr(image_processor, "do_rescale", True):
+        pixels = pixels * float(image_processor.rescale_factor)
+    if getattr(image_processor, "do_normalize", True):
+        mean = torch.tensor(image_processor.image_mean, device=pixels.device)[None, :, None, None]
+        std = torch.tensor(image_processor.image_std, device=pixels.device)[None, :, None, None]
+        pixels = (pixels - mean) / std
+    return pixels
 
 
 class JalaProcessor(ProcessorMixin):
@@ -128,10 +184,34 @@ class JalaProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         **kwargs: Any,
     ) -> BatchFeature:
-        """Returns `input_ids`, `attention_mask` (left-padded), `pixel_values` and `ssl_pixel_values`."""
+        """Returns `input_ids`, `attention_mask` (left-padded), `pixel_values` and `ssl_pixel_values`.
+
+        `images`: one image or a list (PIL / numpy, through the image processors), or a uint8 tensor (H, W, 3) /
+        (B, H, W, 3) on any device, preprocessed there by `preprocess_frame_tensors` (pixel values stay on it)."""
         if images is None or text is None:
             raise ValueError("JalaProcessor needs both images (one first frame per sample) and text (instructions).")
         texts = [text] if isinstance(text, str) else list(text)
+        if isinstance(images, Tensor):
+            frames = images[None] if images.dim() == 3 else images
+            if frames.shape[0] != len(texts):
+                raise ValueError(
+                    f"got {frames.shape[0]} images for {len(texts)} instructions; pass one first frame each."
+                )
+            encoded = self.tokenizer(
+                [self.prompt(instruction) for instruction in texts],
+                padding=True,
+                padding_side="left",
+                return_tensors="pt",
+                add_special_tokens=False,
+            )
+            return BatchFeature(
+                {
+                    "input_ids": encoded["input_ids"],
+                    "attention_mask": encoded["attention_mask"],
+                    "pixel_values": preprocess_frame_tensors(frames, self.image_processor),
+                    "ssl_pixel_values": preprocess_frame_tensors(frames, self.ssl_image_processor),
+                }
+            )
         frames = images if isinstance(images, list | tuple) else [images]
         if len(frames) != len(texts):
             raise ValueError(f"got {len(frames)} images for {len(texts)} instructions; pass one first frame each.")
@@ -160,4 +240,4 @@ class JalaProcessor(ProcessorMixin):
         )
 
 
-__all__ = ["DESCRIPTION_PROMPT", "JalaProcessor"]
+__all__ = ["DESCRIPTION_PROMPT", "JalaProcessor", "preprocess_frame_tensors"]
