@@ -112,6 +112,7 @@ def measure(
     repeats: int,
     warmup: int,
     attention: str = "dense",
+    compile_mode: str | None = None,
 ) -> dict:
     model, processor = build(size, device, dtype, attention)
     if device.type == "cuda":  # the peak should show inference, not the float32 construction before the cast
@@ -153,6 +154,24 @@ def measure(
         "backbone_s": timed(lambda: model._conditioning(dict(inputs), state_tensor), device, repeats, warmup),
         "sampler_s": timed(sampler, device, repeats, warmup),
     }
+    if compile_mode is not None:
+        # The DiT steps compiled (CUDA graphs with "reduce-overhead" on a GPU): the first call pays compile + capture.
+        model.compile_inference(mode=compile_mode)
+        row["compile_s"] = timed(lambda: model.predict_action(frames, INSTRUCTION, state), device, 1, 0)
+        row["predict_action_compiled_s"] = timed(
+            lambda: model.predict_action(frames, INSTRUCTION, state), device, repeats, warmup
+        )
+        row["sampler_compiled_s"] = timed(
+            lambda: flow_matching_sample(
+                lambda x, s: model._inference_action_head(x, s, context, proprio),
+                noise,
+                model.scheduler,
+                head.num_inference_steps,
+            ),
+            device,
+            repeats,
+            warmup,
+        )
     if device.type == "cuda":
         row["peak_memory_GiB"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
     return row
@@ -167,7 +186,8 @@ def device_name(device: torch.device) -> str:
 def table(rows: list[dict], header: str) -> str:
     columns = ["size", "attention", "batch", "dtype", "parameters_M", "dit_parameters_M", "prefix_tokens"]
     columns += ["predict_action_s", "predict_action_tensor_frames_s", "preprocess_s", "preprocess_tensor_frames_s"]
-    columns += ["backbone_s", "sampler_s", "peak_memory_GiB"]
+    columns += ["backbone_s", "sampler_s", "compile_s", "predict_action_compiled_s", "sampler_compiled_s"]
+    columns += ["peak_memory_GiB"]
     columns = [column for column in columns if any(column in row for row in rows)]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
@@ -191,6 +211,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--compile",
+        default=None,
+        help="also time predict_action with the DiT compiled in this torch.compile mode (e.g. reduce-overhead)",
+    )
     parser.add_argument("--output", default=None, help="also write the rows (JSON) here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -204,7 +229,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if size not in HEADS:
             raise ValueError(f"unknown size {size!r}; choose from {sorted(HEADS)}.")
         for attention in args.attention.split(","):
-            rows.append(measure(size, device, dtype, args.batch, args.repeats, args.warmup, attention))
+            rows.append(measure(size, device, dtype, args.batch, args.repeats, args.warmup, attention, args.compile))
             logger.info("%s", rows[-1])
             gc.collect()
             if device.type == "cuda":

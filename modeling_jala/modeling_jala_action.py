@@ -108,6 +108,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         self.processor: JalaProcessor | None = None
         self._scheduler = None
         self._warned_unfitted = False
+        self._inference_action_head: Any = None  # set by compile_inference
 
     # -- structure ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -427,6 +428,19 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         return JalaActionOutput(loss=loss, velocity=velocity, target=target, sigma=sigma)
 
     # -- inference ----------------------------------------------------------------------------------------------
+    def compile_inference(self, mode: str | None = "reduce-overhead", backend: str = "inductor") -> None:
+        """Compile the DiT velocity field that `predict_action` runs `num_inference_steps` times per chunk.
+
+        Its inputs have fixed shapes for a given batch size (noisy chunk, σ, the readout context, the proprio
+        token), so on CUDA `mode="reduce-overhead"` captures the steps as CUDA graphs: the per-kernel launch cost
+        that dominates a small-batch DiT step goes away. The first call per batch size pays the compile / capture
+        (timed by `benchmarks/action_latency.py --compile`). `backend="eager"` checks the wiring without a
+        compiler. Training and `forward` never use the compiled module.
+        """
+        compiled = torch.compile(self.action_head, mode=mode, backend=backend, fullgraph=True)
+        # Not a submodule: the state dict (and so save / strict loading) must not see the wrapper's copy of the keys.
+        object.__setattr__(self, "_inference_action_head", compiled)
+
     @torch.no_grad()
     def predict_action(
         self,
@@ -481,8 +495,10 @@ class JalaForActionPrediction(JalaPreTrainedModel):
             )
         noise = noise.to(self.device, dtype)
 
+        action_head = self.action_head if self._inference_action_head is None else self._inference_action_head
+
         def velocity(sample: Tensor, sigma: Tensor) -> Tensor:
-            return self.action_head(sample, sigma, context, proprio)
+            return action_head(sample, sigma, context, proprio)
 
         steps = num_inference_steps or head.num_inference_steps
         actions = flow_matching_sample(velocity, noise, self.scheduler, steps)

@@ -75,3 +75,18 @@ def test_predict_action_takes_tensor_frames() -> None:
     from_tensor = model.predict_action(torch.from_numpy(frames), instructions, state, processor=processor, noise=noise)
     assert from_tensor.shape == (2, 4, 3)
     torch.testing.assert_close(from_tensor, from_arrays, atol=1e-3, rtol=1e-3)
+
+
+def test_compiled_inference_gives_the_same_actions() -> None:
+    pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    model = JalaForActionPrediction(JalaForActionPrediction.config_for_actions(tiny_jala_config(), HEAD)).eval()
+    frames = torch.from_numpy(np.stack([_smooth_frame(5, 48, 64)]))
+    state, noise = np.zeros((1, 2), dtype=np.float32), torch.randn(1, 4, 3)
+    processor = tiny_processor()
+    eager = model.predict_action(frames, "push the box", state, processor=processor, noise=noise)
+    model.compile_inference(mode=None, backend="eager")  # the wiring; CUDA graphs need a GPU
+    compiled = model.predict_action(frames, "push the box", state, processor=processor, noise=noise)
+    torch.testing.assert_close(compiled, eager)
+    assert model._inference_action_head is not None
+    assert not any("_inference_action_head" in key for key in model.state_dict())  # saving is unchanged
