@@ -7,7 +7,8 @@ Both steps use random weights, the same batch size and the same total sequence l
 [instruction, 256 image tokens, 2K LSP tokens, N chunks x 2 hands x (128 + 2) motion tokens]; the plain InternVL
 step trains next-token prediction on a text + image sequence of that length. JALA's step includes the LAP on
 precomputed SSL features (as at scale, where the builder stores them), the two losses and the decoupled EMA.
-Prints a table (samples/s, step time, peak memory) with the device and date.
+Prints a table (samples/s, tokens/s, MFU against the matmul peak measured in the same run, step time, peak memory)
+with the device and date.
 """
 
 from __future__ import annotations
@@ -76,6 +77,26 @@ def timed_steps(step, steps: int, warmup: int, device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - started) / steps
+
+
+def language_model_matmul_parameters(config: JalaConfig) -> int:
+    """The language model's parameters as the N of the usual 6 N FLOPs per trained token: the attention and MLP
+    projections of every decoder layer plus the (tied) embedding matrix once — InternVL3-2B's Qwen2: 1.54 B, the
+    convention of the 2026-11-26 record (35 % MFU)."""
+    text = config.vlm_config.text_config
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
+    width, key_value = text.hidden_size, text.num_key_value_heads * head_dim
+    per_layer = 2 * width * width + 2 * width * key_value + 3 * width * text.intermediate_size
+    return text.num_hidden_layers * per_layer + text.vocab_size * width
+
+
+def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
+    """The chip's dense matmul throughput measured here (TFLOP/s): the denominator of the MFU column."""
+    size = 8192 if device.type == "cuda" else 1024
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    seconds = timed_steps(lambda: a @ b, 20 if device.type == "cuda" else 3, 3, device)
+    return 2 * size**3 / seconds / 1e12
 
 
 def jala_step_time(config, batch, chunks, device, dtype, steps, warmup) -> tuple[float, int, float]:
@@ -152,21 +173,27 @@ def main() -> None:
         jala_config(args.size), args.batch, length, device, dtype, args.steps, args.warmup
     )
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
+    peak = measured_matmul_tflops(device, dtype)
+    flops_per_token = 6 * language_model_matmul_parameters(jala_config(args.size))
+
+    def cells(seconds: float, memory: float) -> str:
+        tokens = args.batch * length / seconds
+        mfu = 100 * tokens * flops_per_token / (peak * 1e12)
+        return f"{args.batch / seconds:.2f} | {tokens:,.0f} | {mfu:.1f} % | {seconds:.3f} | {memory:.1f}"
+
     lines = [
         f"# Pretraining throughput, {args.size} structure, {args.dtype}, batch {args.batch}, {args.chunks} chunks "
-        f"(sequence {length} tokens) — {name}, torch {torch.__version__}, {datetime.datetime.now():%Y-%m-%d %H:%M}",
-        "| step | samples/s | s/step | peak GiB |",
-        "|---|---|---|---|",
+        f"(sequence {length} tokens) — {name}, torch {torch.__version__}, {datetime.datetime.now():%Y-%m-%d %H:%M}; "
+        f"MFU = 6 x {flops_per_token / 6e6:,.1f} M language-model FLOPs per token / measured {args.dtype} matmul peak "
+        f"{peak:.1f} TFLOP/s",
+        "| step | samples/s | tokens/s | MFU | s/step | peak GiB |",
+        "|---|---|---|---|---|---|",
     ]
     lines += [
-        f"| JALA (MCP + alignment + EMA), {attention} block-causal mask | {args.batch / seconds:.2f} | {seconds:.3f} "
-        f"| {memory:.1f} |"
+        f"| JALA (MCP + alignment + EMA), {attention} block-causal mask | {cells(seconds, memory)} |"
         for attention, seconds, memory in jala_rows
     ]
-    lines.append(
-        f"| plain InternVL next-token step | {args.batch / plain_seconds:.2f} | {plain_seconds:.3f} "
-        f"| {plain_memory:.1f} |"
-    )
+    lines.append(f"| plain InternVL next-token step | {cells(plain_seconds, plain_memory)} |")
     print("\n".join(lines))
     if args.output:
         args.output.write_text("\n".join(lines) + "\n")
