@@ -202,3 +202,22 @@ def test_model_card_shows_the_baselines_beside_the_model(tmp_path: Path) -> None
     assert "± = standard error over clips" in card
     assert "| test_wild | JALA | 24 | 130.0 ± 4.0 | 1.30 |" in card
     assert "| test_wild | mean motion | 24 | 100.0 ± 4.0 | 1.00 |" in card
+
+
+def test_scored_clips_are_chosen_by_id_whatever_the_shard_layout(tmp_path: Path) -> None:
+    """The same rows built with one shard per split and with four give the same scored clips, in id order, so a
+    rebuild with another layout scores the same clips."""
+    from dataset_scripts.builder import build_unihand
+    from tests.fixtures.unihand_factory import FixtureSource
+
+    chosen = []
+    for shards in (1, 4):
+        repo = tmp_path / f"shards_{shards}"
+        source = FixtureSource(num_clips=16, seed=9, domain="lab", split="test_lab", image_size=16)
+        build_unihand(repo, [source], shards_per_split=shards, progress=False, preview=False)
+        ids = [row["id"] for row in labelled_rows(repo, "test_lab", 5)]
+        assert ids == sorted(ids) and len(ids) == 5
+        chosen.append(ids)
+    assert chosen[0] == chosen[1]
+    every_id = sorted(row["id"] for row in labelled_rows(tmp_path / "shards_4", "test_lab", 100))
+    assert chosen[0] == every_id[:5]

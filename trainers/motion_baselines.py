@@ -38,18 +38,26 @@ _WORD_SPLIT = str.maketrans({character: " " for character in ".,;:!?'\"()"})
 
 
 def labelled_rows(repo: str | Path, split: str, max_clips: int) -> list[dict[str, Any]]:
-    """The first `max_clips` clips of `split` (stored order) whose `motion` is a label: what models and baselines
-    are scored on (test splits) or fitted on (train)."""
+    """The `max_clips` labelled clips of `split` with the smallest row ids, in id order: what models and baselines
+    are scored on (test splits) or fitted on (train).
+
+    Chosen by id, not by stream position, so the same build scored twice — or rebuilt with another shard layout, or
+    by the datatrove pipeline — gives the same clips. Only the id and label columns are read to choose them.
+    """
     from dataset_scripts.streaming import UniHandStream
 
-    stream = UniHandStream(repo, split=split, infinite=False, shuffle=False, rank=0, world_size=1)
+    def stream(columns: list[str] | None = None) -> UniHandStream:
+        return UniHandStream(repo, split=split, infinite=False, shuffle=False, rank=0, world_size=1, columns=columns)
+
+    labelled_ids = sorted(row["id"] for row in stream(["id", "labelled"]) if row["labelled"])
+    chosen = set(labelled_ids[:max_clips])
     rows = []
-    for row in stream:
-        if row["labelled"] and row["motion"] is not None:
+    for row in stream():
+        if row["id"] in chosen and row["motion"] is not None:
             rows.append(row)
-        if len(rows) >= max_clips:
-            break
-    return rows
+            if len(rows) == len(chosen):
+                break
+    return sorted(rows, key=lambda row: row["id"])
 
 
 def load_training_rows(repo: str | Path, max_clips: int = 100_000) -> list[dict[str, Any]]:

@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--ssl_steps", type=int, default=1500, help="self-supervised encoder steps")
     parser.add_argument("--pretrain_steps", type=int, default=None, help="default: the tiny structure's preset")
-    parser.add_argument("--eval_clips", type=int, default=24)
+    parser.add_argument(
+        "--eval_clips", type=int, default=40, help="held-out clips scored per split: those with the smallest ids"
+    )
     parser.add_argument("--decoding_steps", type=int, default=8, help="masked-decoding passes per chunk")
     parser.add_argument("--ensemble", type=int, default=2, help="decodings averaged per clip")
     parser.add_argument("--seed", type=int, default=0)
