@@ -219,6 +219,9 @@ class JalaActionHeadConfig(PreTrainedConfig):
         action_dim (`int`, defaults to 7): dimensions of one action (set from the robot dataset).
         state_dim (`int`, defaults to 8): dimensions of the proprioceptive state (set from the robot dataset).
         chunk_size (`int`, defaults to 16): actions predicted per call (one action chunk).
+        n_action_steps (`int`, *optional*): actions of each predicted chunk that `select_action` executes before
+            predicting the next one (LeRobot's `n_action_steps`; at most `chunk_size`). None: the whole chunk.
+            `trainers/posttrain.py` stores half a chunk by default (8 of 16, the Meta-World runs' receding horizon).
         hidden_size / num_layers / num_heads (`int`, defaults to 2048 / 16 / 32): DiT width, blocks (alternating
             cross-attention to h and self-attention over proprio + action tokens, starting with cross-attention)
             and attention heads — the paper's sizes.
@@ -243,6 +246,7 @@ class JalaActionHeadConfig(PreTrainedConfig):
     action_dim: int = 7
     state_dim: int = 8
     chunk_size: int = 16
+    n_action_steps: int | None = None
     hidden_size: int = 2048
     num_layers: int = 16
     num_heads: int = 32
@@ -284,6 +288,11 @@ class JalaActionHeadConfig(PreTrainedConfig):
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"JalaActionHeadConfig.{name} must be a positive int, got {value!r}.")
+        if self.n_action_steps is not None and not 1 <= self.n_action_steps <= self.chunk_size:
+            raise ValueError(
+                f"JalaActionHeadConfig.n_action_steps={self.n_action_steps} must be in [1, chunk_size="
+                f"{self.chunk_size}]: a policy executes at least one and at most all actions of a chunk (None: all)."
+            )
         if self.hidden_size % self.num_heads:
             raise ValueError(
                 f"JalaActionHeadConfig.hidden_size={self.hidden_size} is not divisible by num_heads={self.num_heads}; "

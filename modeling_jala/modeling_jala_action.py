@@ -109,6 +109,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         self._scheduler = None
         self._warned_unfitted = False
         self._inference_action_head: Any = None  # set by compile_inference
+        self._action_queue: list[Tensor] = []  # select_action's pending actions, each (B, action_dim)
 
     # -- structure ----------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -428,6 +429,31 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         return JalaActionOutput(loss=loss, velocity=velocity, target=target, sigma=sigma)
 
     # -- inference ----------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget the queued actions; call at the start of every episode (LeRobot's policy convention)."""
+        self._action_queue = []
+
+    @property
+    def queued_actions(self) -> int:
+        """Actions `select_action` will return before it predicts the next chunk."""
+        return len(self._action_queue)
+
+    @torch.no_grad()
+    def select_action(self, images: Any, instruction: str | Sequence[str], state: Any, **kwargs: Any) -> Tensor:
+        """The next action (B, action_dim) in raw robot units, closed loop: when the queue is empty, predict a chunk
+        from this observation and queue its first `action_head_config.n_action_steps` actions (None: the whole
+        chunk); then pop one.
+
+        The observation is read only when a chunk is predicted, as in LeRobot's action-chunking policies. `kwargs`
+        go to `predict_action` (processor, generator, num_inference_steps, ...). Call `reset()` between episodes.
+        """
+        if not self._action_queue:
+            chunk = self.predict_action(images, instruction, state, **kwargs)
+            head = self.config.action_head_config
+            steps = head.n_action_steps or head.chunk_size
+            self._action_queue = list(chunk[:, :steps].unbind(1))
+        return self._action_queue.pop(0)
+
     def compile_inference(self, mode: str | None = "reduce-overhead", backend: str = "inductor") -> None:
         """Compile the DiT velocity field that `predict_action` runs `num_inference_steps` times per chunk.
 

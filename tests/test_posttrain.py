@@ -402,3 +402,32 @@ def test_posttrain_runs_under_accelerate_launch_with_two_processes(pretrained_fo
     policy = JalaForActionPrediction.from_pretrained(output)
     head = policy.config.action_head_config
     assert (head.action_dim, head.state_dim) == (ACTION_DIM, STATE_DIM) and bool(policy.normalization_fitted)
+
+
+def test_select_action_executes_n_action_steps_of_each_chunk_and_reset_clears_the_queue() -> None:
+    model = tiny_action_model(n_action_steps=3)  # chunk_size 4
+    state, noise, processor = np.zeros((2, 2)), torch.randn(2, 4, 3), tiny_processor()
+    chunk = model.predict_action(images(), INSTRUCTIONS, state, processor=processor, noise=noise)
+    with mock.patch.object(model, "predict_action", wraps=model.predict_action) as predict:
+        model.reset()
+        actions = [
+            model.select_action(images(), INSTRUCTIONS, state, processor=processor, noise=noise) for _ in range(4)
+        ]
+        assert predict.call_count == 2  # at steps 0 and 3: three actions per chunk
+        assert model.queued_actions == 2
+        for step in range(3):
+            assert actions[step].shape == (2, 3) and torch.equal(actions[step], chunk[:, step])
+        assert torch.equal(actions[3], chunk[:, 0])  # a new chunk, from the same noise
+        model.reset()
+        assert model.queued_actions == 0
+        model.select_action(images(), INSTRUCTIONS, state, processor=processor, noise=noise)
+        assert predict.call_count == 3  # after reset the next action predicts again
+    whole = tiny_action_model()  # n_action_steps None: the whole chunk
+    whole.select_action(images(), INSTRUCTIONS, state, processor=processor, noise=noise)
+    assert whole.queued_actions == 3
+
+
+@pytest.mark.parametrize("steps", [0, 5])
+def test_n_action_steps_outside_the_chunk_is_refused(steps: int) -> None:
+    with pytest.raises(Exception, match="n_action_steps"):
+        JalaForActionPrediction.config_for_actions(tiny_jala_config(), {**HEAD, "n_action_steps": steps})

@@ -5,8 +5,9 @@
 
 Episodes use object/goal placements drawn with `--seed` (default 1000), which the demonstrations (seed 0) never
 showed. The policy sees what the demonstrations recorded — the upright 128 px `corner2` image, the end-effector
-state and the task instruction — predicts a chunk of actions, executes the first `--n_action_steps` of them and
-predicts again (receding horizon). An episode succeeds as soon as Meta-World reports success, and fails after
+state and the task instruction — and acts through the policy's own `reset()` / `select_action()`: it predicts a chunk
+of actions, executes the first `n_action_steps` of them (the policy's config, or `--n_action_steps`) and predicts
+again (receding horizon). An episode succeeds as soon as Meta-World reports success, and fails after
 `--max_steps` steps. Worker processes each load the policy once and take episodes from a shared queue; each
 episode's sampling noise is seeded from (seed, task, episode), so results do not depend on the number of workers.
 """
@@ -58,6 +59,11 @@ def load_policy(model: str, device: str = "cpu", trust_remote_code: bool = False
     policy.to(device).eval()
     if not hasattr(policy, "predict_action"):
         raise TypeError(f"{model} holds a {type(policy).__name__}, not an action model (JalaForActionPrediction).")
+    if not hasattr(policy, "select_action"):
+        raise TypeError(
+            f"the code saved in {model} predates select_action / reset; evaluate without --trust_remote_code (this "
+            "repository's classes) or re-save the policy with the current code."
+        )
     policy._default_processor()  # load the folder's processor now, once per worker
     return policy
 
@@ -67,33 +73,32 @@ def rollout(
     task_env: MetaWorldTaskEnv,
     episode: int,
     max_steps: int,
-    n_action_steps: int,
     seed: int,
     num_inference_steps: int | None = None,
     record_video: bool = False,
 ) -> dict[str, Any]:
-    """One closed-loop episode; success, steps taken, policy calls and (optionally) the frames."""
+    """One closed-loop episode through the policy's `reset()` / `select_action()`; success, steps taken, policy
+    calls (chunks predicted) and (optionally) the frames."""
     task_env.reset(episode)
+    policy.reset()
     instruction = instruction_for(task_env.task)
     generator = torch.Generator().manual_seed(seed)
     frames: list[np.ndarray] = []
-    queue: list[np.ndarray] = []
     success, steps, calls = False, 0, 0
     policy_time = 0.0
     while steps < min(max_steps, task_env.max_path_length):
-        image = None
-        if not queue:
-            image = task_env.render()
-            start = time.perf_counter()
-            chunk = policy.predict_action(
-                image, instruction, task_env.state(), generator=generator, num_inference_steps=num_inference_steps
-            )
+        predicts = policy.queued_actions == 0  # the observation is read only when a chunk is predicted
+        image = task_env.render() if predicts or record_video else None
+        start = time.perf_counter()
+        action = policy.select_action(
+            image, instruction, task_env.state(), generator=generator, num_inference_steps=num_inference_steps
+        )
+        if predicts:
             policy_time += time.perf_counter() - start
             calls += 1
-            queue = list(chunk[0, :n_action_steps].cpu().numpy())
         if record_video:
-            frames.append(image if image is not None else task_env.render())
-        success = task_env.step(queue.pop(0))
+            frames.append(image)
+        success = task_env.step(action[0].cpu().numpy())
         steps += 1
         if success:
             break
@@ -113,6 +118,8 @@ def _init_worker(options: dict[str, Any]) -> None:
     _WORKER.clear()
     _WORKER.update(options)
     _WORKER["policy"] = load_policy(options["model"], options["device"], options["trust_remote_code"])
+    if options["n_action_steps"] is not None:
+        _WORKER["policy"].config.action_head_config.n_action_steps = options["n_action_steps"]
     _WORKER["envs"] = {}
 
 
@@ -133,7 +140,6 @@ def _run_episode(job: tuple[str, int]) -> dict[str, Any]:
         envs[task],
         episode,
         max_steps=_WORKER["max_steps"],
-        n_action_steps=_WORKER["n_action_steps"],
         seed=_episode_seed(_WORKER["seed"], task, episode),
         num_inference_steps=_WORKER["num_inference_steps"],
         record_video=_WORKER["video_dir"] is not None,
@@ -141,7 +147,9 @@ def _run_episode(job: tuple[str, int]) -> dict[str, Any]:
     frames = result.pop("frames")
     if frames:
         result["video"] = str(_write_video(Path(_WORKER["video_dir"]), task, episode, frames, result["success"]))
-    result.update(task=task, episode=episode, seconds=time.perf_counter() - start)
+    head = _WORKER["policy"].config.action_head_config
+    executed = head.n_action_steps or head.chunk_size
+    result.update(task=task, episode=episode, seconds=time.perf_counter() - start, n_action_steps=executed)
     return result
 
 
@@ -166,7 +174,7 @@ def evaluate_policy(
     episodes_per_task: int = 10,
     seed: int = 1000,
     max_steps: int = 300,
-    n_action_steps: int = 8,
+    n_action_steps: int | None = None,
     num_inference_steps: int | None = None,
     workers: int = 1,
     device: str = "cpu",
@@ -174,8 +182,9 @@ def evaluate_policy(
     video_dir: str | Path | None = None,
     trust_remote_code: bool = False,
 ) -> dict[str, Any]:
-    """Success rate per task (and their mean) of the policy in `model` over held-out placements."""
-    if n_action_steps < 1:
+    """Success rate per task (and their mean) of the policy in `model` over held-out placements; `n_action_steps`
+    overrides the policy's `action_head_config.n_action_steps` (None keeps it)."""
+    if n_action_steps is not None and n_action_steps < 1:
         raise ValueError(f"n_action_steps must be >= 1, got {n_action_steps}.")
     options = {
         "model": str(model),
@@ -228,7 +237,7 @@ def evaluate_policy(
         "episodes_per_task": episodes_per_task,
         "seed": seed,
         "max_steps": max_steps,
-        "n_action_steps": n_action_steps,
+        "n_action_steps": results[0]["n_action_steps"] if results else n_action_steps,
         "num_inference_steps": num_inference_steps,
         "workers": workers,
         "mean_predict_action_seconds": sum(r["policy_seconds"] for r in results) / max(1, calls),
@@ -257,7 +266,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--episodes_per_task", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1000, help="Placement seed (demonstrations used 0).")
     parser.add_argument("--max_steps", type=int, default=300, help="Steps before an episode counts as failed.")
-    parser.add_argument("--n_action_steps", type=int, default=8, help="Actions executed per predicted chunk.")
+    parser.add_argument(
+        "--n_action_steps",
+        type=int,
+        default=None,
+        help="Actions executed per predicted chunk (default: the policy's action_head_config.n_action_steps).",
+    )
     parser.add_argument("--num_inference_steps", type=int, default=None, help="Euler steps (default: the model's).")
     parser.add_argument("--workers", type=int, default=1, help="Parallel rollout processes.")
     parser.add_argument("--device", default="cpu")

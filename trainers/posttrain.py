@@ -65,6 +65,10 @@ class ModelArguments:
         default=False, metadata={"help": "Same action model, random weights (the no-pretraining baseline)."}
     )
     chunk_size: int = field(default=16, metadata={"help": "Actions per predicted chunk."})
+    n_action_steps: int | None = field(
+        default=None,
+        metadata={"help": "Actions of each chunk executed before predicting again (default: half a chunk)."},
+    )
     head_hidden_size: int = field(default=2048, metadata={"help": "DiT width (paper: 2048)."})
     head_num_layers: int = field(default=16, metadata={"help": "DiT blocks, alternating cross/self (paper: 16)."})
     head_num_heads: int = field(default=32, metadata={"help": "DiT attention heads (paper: 32)."})
@@ -163,6 +167,7 @@ def build_model(
         "action_dim": action_dim,
         "state_dim": state_dim,
         "chunk_size": model_args.chunk_size,
+        "n_action_steps": model_args.n_action_steps or max(1, model_args.chunk_size // 2),
         "hidden_size": model_args.head_hidden_size,
         "num_layers": model_args.head_num_layers,
         "num_heads": model_args.head_num_heads,
