@@ -392,8 +392,8 @@ class JalaConfig(PreTrainedConfig):
         future_mask_ratio (`float`, defaults to 0.05): mask ratio of the chunks after the target.
         block_causal_attention (`str`, defaults to `"dense"`): (D) how the language model receives the block-causal
             pattern: `dense`, an additive (B, 1, L, L) mask for sdpa / eager attention (the reference), or `flex`, a
-            FlexAttention BlockMask with transformers' `flex_attention` (skips fully masked tiles; compiled on first
-            use per shape). Same outputs either way (tests/test_attention.py).
+            FlexAttention BlockMask read by `attention_jala.block_flex_attention` (skips fully masked tiles; compiled
+            per shape on CUDA, eager on CPU). Same outputs either way (tests/test_attention.py).
         block_per_time_chunk (`bool`, defaults to `True`):
             (D) one bidirectional attention block holds chunk k of both hands (left then right), so the hands of
             one second see each other; `False` gives each hand-chunk its own block.

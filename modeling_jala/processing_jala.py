@@ -191,28 +191,12 @@ class JalaProcessor(ProcessorMixin):
         if images is None or text is None:
             raise ValueError("JalaProcessor needs both images (one first frame per sample) and text (instructions).")
         texts = [text] if isinstance(text, str) else list(text)
-        if isinstance(images, Tensor):
+        on_device = isinstance(images, Tensor)
+        if on_device:
             frames = images[None] if images.dim() == 3 else images
-            if frames.shape[0] != len(texts):
-                raise ValueError(
-                    f"got {frames.shape[0]} images for {len(texts)} instructions; pass one first frame each."
-                )
-            encoded = self.tokenizer(
-                [self.prompt(instruction) for instruction in texts],
-                padding=True,
-                padding_side="left",
-                return_tensors="pt",
-                add_special_tokens=False,
-            )
-            return BatchFeature(
-                {
-                    "input_ids": encoded["input_ids"],
-                    "attention_mask": encoded["attention_mask"],
-                    "pixel_values": preprocess_frame_tensors(frames, self.image_processor),
-                    "ssl_pixel_values": preprocess_frame_tensors(frames, self.ssl_image_processor),
-                }
-            )
-        frames = images if isinstance(images, list | tuple) else [images]
+            return_tensors = "pt"
+        else:
+            frames = list(images) if isinstance(images, list | tuple) else [images]
         if len(frames) != len(texts):
             raise ValueError(f"got {len(frames)} images for {len(texts)} instructions; pass one first frame each.")
         encoded = self.tokenizer(
@@ -222,8 +206,12 @@ class JalaProcessor(ProcessorMixin):
             return_tensors=return_tensors,
             add_special_tokens=False,
         )
-        pixel_values = self.image_processor(images=list(frames), return_tensors=return_tensors)["pixel_values"]
-        ssl_pixel_values = self.ssl_image_processor(images=list(frames), return_tensors=return_tensors)["pixel_values"]
+        if on_device:
+            pixel_values = preprocess_frame_tensors(frames, self.image_processor)
+            ssl_pixel_values = preprocess_frame_tensors(frames, self.ssl_image_processor)
+        else:
+            pixel_values = self.image_processor(images=frames, return_tensors=return_tensors)["pixel_values"]
+            ssl_pixel_values = self.ssl_image_processor(images=frames, return_tensors=return_tensors)["pixel_values"]
         if pixel_values.shape[0] != len(texts):
             raise ValueError(
                 "the VLM image processor produced several tiles per image; JALA reads one first frame per sample, "
