@@ -84,7 +84,12 @@ from modeling_jala.layout_jala import (
     ROW_TOKEN_AXES,
     reorder_axes,
 )
-from modeling_jala.ssl_features_jala import TOKEN_SELECTIONS, encode_ssl_frames
+from modeling_jala.ssl_features_jala import (
+    TOKEN_SELECTIONS,
+    encode_ssl_frames,
+    ssl_image_processor,
+    ssl_image_settings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,27 +208,21 @@ class SslFeatureHook:
         config = self.model.config
         self.image_size = int(getattr(config, "image_size", 224))
         self.patch_size = int(getattr(config, "patch_size", 16))
-        self.mean, self.std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-        self.processor = None
         try:
             self.processor = AutoImageProcessor.from_pretrained(self.encoder_dir)
         except (OSError, ValueError, ImportError) as error:
-            # DINOv3's processor needs torchvision; its saved settings are plain JSON, so honour them without it.
-            saved = Path(self.encoder_dir, "preprocessor_config.json")
-            settings = json.loads(saved.read_text()) if saved.exists() else {}
-            self.mean = tuple(settings.get("image_mean", self.mean))
-            self.std = tuple(settings.get("image_std", self.std))
-            size = settings.get("size") or {}
-            self.image_size = int(size.get("height", size.get("shortest_edge", self.image_size)))
+            # DINOv3's processor needs torchvision; its saved settings are plain JSON, so honour them without it,
+            # with the same torchvision-free processor the JALA processor builds from them.
+            settings = ssl_image_settings(self.encoder_dir)
+            self.image_size = settings["image_size"]
+            self.processor = ssl_image_processor(**settings)
             logger.warning(
-                "image processor of %s not usable (%s); resizing frames to %d px and normalising with mean %s, std %s "
-                "(from %s).",
+                "image processor of %s not usable (%s); resizing frames to %d px, normalising with mean %s, std %s.",
                 self.encoder_dir,
                 type(error).__name__,
                 self.image_size,
-                self.mean,
-                self.std,
-                saved.name if saved.exists() else "ImageNet defaults",
+                settings["image_mean"],
+                settings["image_std"],
             )
         blank = Image.new("RGB", (self.image_size, self.image_size))
         self.feature_shape: tuple[int, int] = tuple(self._encode([blank]).shape[1:])  # type: ignore[assignment]
@@ -236,7 +235,7 @@ class SslFeatureHook:
             "model_type": self.model.config.model_type,
             "name_or_path": getattr(self.model.config, "_name_or_path", self.encoder_dir),
             "image_size": self.image_size,
-            "preprocessing": type(self.processor).__name__ if self.processor else "resize + normalize (builder)",
+            "preprocessing": type(self.processor).__name__,
             "token_selection": self.token_selection,
             "pool_grid": self.pool_grid,
             "feature_shape": list(self.feature_shape),
@@ -244,14 +243,7 @@ class SslFeatureHook:
         }
 
     def _pixel_values(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        if self.processor is not None:
-            return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
-        size = (self.image_size, self.image_size)
-        array = np.stack([np.asarray(image.convert("RGB").resize(size, Image.BILINEAR)) for image in images])
-        pixels = torch.from_numpy(array).permute(0, 3, 1, 2).float() / 255.0
-        mean = torch.tensor(self.mean)[None, :, None, None]
-        std = torch.tensor(self.std)[None, :, None, None]
-        return (pixels - mean) / std
+        return self.processor(images=list(images), return_tensors="pt")["pixel_values"]
 
     @torch.no_grad()
     def _encode(self, images: Sequence[Image.Image]) -> torch.Tensor:

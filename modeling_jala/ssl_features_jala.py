@@ -10,7 +10,10 @@ Hub remote code: relative imports only (this file travels with `modeling_jala.py
 
 from __future__ import annotations
 
+import json
 import math
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -18,6 +21,42 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .configuration_jala import SSL_TOKEN_SELECTIONS as TOKEN_SELECTIONS
+
+#: The normalisation DINOv3 (and InternVL) use, and the SSL encoder's default when its folder says nothing else.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def ssl_image_settings(encoder_dir: str | os.PathLike) -> dict[str, Any]:
+    """Input size, mean and std of a saved SSL encoder folder: its `preprocessor_config.json` where present (read
+    as JSON, because DINOv3's own processor class needs torchvision), else `config.image_size` and ImageNet's.
+
+    The one reading of these settings: the JALA processor's SSL image processor (`trainers.presets`) and the dataset
+    builder's precomputed features (`SslFeatureHook`) both take them from here.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(encoder_dir)
+    size = int(getattr(config, "image_size", 224) or 224)
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    saved = Path(encoder_dir, "preprocessor_config.json")
+    if saved.exists():
+        settings = json.loads(saved.read_text())
+        sizes = settings.get("size") or {}
+        size = int(sizes.get("height", sizes.get("shortest_edge", size)))
+        mean, std = tuple(settings.get("image_mean", mean)), tuple(settings.get("image_std", std))
+    return {"image_size": size, "image_mean": [float(v) for v in mean], "image_std": [float(v) for v in std]}
+
+
+def ssl_image_processor(image_size: int, image_mean: Any = IMAGENET_MEAN, image_std: Any = IMAGENET_STD) -> Any:
+    """The SSL encoder's preprocessing as a torchvision-free transformers image processor: resize to
+    image_size x image_size (bilinear), rescale, normalise with `image_mean` / `image_std`."""
+    from transformers import ViTImageProcessorPil
+
+    return ViTImageProcessorPil(
+        size={"height": image_size, "width": image_size}, image_mean=list(image_mean), image_std=list(image_std)
+    )
+
 
 TokenSelection = Literal["patches", "all", "cls"]
 

@@ -22,13 +22,13 @@ from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
 from modeling_jala.hand_jala import D162_DIM, JOINTS_XYZ, WRIST_TRANSL
 from modeling_jala.modeling_jala import JalaModel
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
-from modeling_jala.ssl_features_jala import encode_ssl_frames, pool_patch_grid, select_ssl_tokens
+from modeling_jala.ssl_features_jala import encode_ssl_frames, pool_patch_grid, select_ssl_tokens, ssl_image_settings
 from modeling_jala.strict_loading_jala import strict_from_pretrained
 from tests.conftest import TINY_TOKENIZER
 from tests.fixtures.tiny_jala import save_tiny_dinov3
 from tests.fixtures.unihand_factory import FixtureSource
 from trainers import pretrain, train_ssl_encoder
-from trainers.presets import build_processor, build_word_tokenizer, jala_structure, ssl_image_settings
+from trainers.presets import build_processor, build_word_tokenizer, jala_structure
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.ssl_probe import (
     TRAIN_LOO,

@@ -9,23 +9,18 @@ tokens, so nothing is downloaded.
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, GotOcr2ImageProcessorPil, PreTrainedTokenizerFast, ViTImageProcessorPil
+from transformers import GotOcr2ImageProcessorPil, PreTrainedTokenizerFast
 
 from modeling_jala.configuration_jala import JalaConfig, JalaMotionTokenizerConfig
 from modeling_jala.processing_jala import JalaProcessor
+from modeling_jala.ssl_features_jala import IMAGENET_MEAN, IMAGENET_STD, ssl_image_processor
 
 IMAGE_TOKENS = ("<img>", "</img>", "<IMG_CONTEXT>")
 SPECIAL_TOKENS = ("<pad>", "<unk>", *IMAGE_TOKENS)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: InternVL normalises with the CLIP/ImageNet statistics as well.
 WORD_PATTERN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
 
 
@@ -71,29 +66,10 @@ def build_processor(
         image_processor=GotOcr2ImageProcessorPil(
             size={"height": image_size, "width": image_size}, crop_to_patches=False
         ),
-        ssl_image_processor=ViTImageProcessorPil(
-            size={"height": ssl_image_size, "width": ssl_image_size},
-            image_mean=list(ssl_image_mean),
-            image_std=list(ssl_image_std),
-        ),
+        ssl_image_processor=ssl_image_processor(ssl_image_size, ssl_image_mean, ssl_image_std),
         tokenizer=tokenizer,
         image_seq_length=image_seq_length,
     )
-
-
-def ssl_image_settings(encoder_dir: str | os.PathLike) -> dict[str, Any]:
-    """Input size, mean and std of a saved SSL encoder folder: its `preprocessor_config.json` where present (read
-    as JSON, because DINOv3's own processor class needs torchvision), else `config.image_size` and ImageNet's."""
-    config = AutoConfig.from_pretrained(encoder_dir)
-    size = int(getattr(config, "image_size", 224) or 224)
-    mean, std = IMAGENET_MEAN, IMAGENET_STD
-    saved = Path(encoder_dir, "preprocessor_config.json")
-    if saved.exists():
-        settings = json.loads(saved.read_text())
-        sizes = settings.get("size") or {}
-        size = int(sizes.get("height", sizes.get("shortest_edge", size)))
-        mean, std = tuple(settings.get("image_mean", mean)), tuple(settings.get("image_std", std))
-    return {"image_size": size, "image_mean": [float(v) for v in mean], "image_std": [float(v) for v in std]}
 
 
 def image_seq_length(config: JalaConfig) -> int:

@@ -39,6 +39,7 @@ from modeling_jala.configuration_jala import hub_repo_id
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
+from modeling_jala.ssl_features_jala import ssl_image_settings
 from modeling_jala.strict_loading_jala import strict_from_pretrained
 from trainers.hub_folder import hub_repo_ids
 from trainers.jala_trainer import JalaPretrainTrainer
@@ -49,7 +50,6 @@ from trainers.presets import (
     build_word_tokenizer,
     image_seq_length,
     jala_structure,
-    ssl_image_settings,
     structure_training_defaults,
 )
 from trainers.pretrain_collator import DescriptionMixture, JalaPretrainCollator

@@ -34,15 +34,14 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from transformers import AutoConfig, AutoModel, PreTrainedModel, ViTImageProcessorPil
+from transformers import AutoConfig, AutoModel, PreTrainedModel
 
 from dataset_scripts.images import decode_image
 from dataset_scripts.streaming import UniHandStream
 from modeling_jala.hand_jala import JOINTS_XYZ, KEYPOINT_NAMES, WRIST_TRANSL
 from modeling_jala.layout_jala import HANDS
-from modeling_jala.ssl_features_jala import encode_ssl_frames
+from modeling_jala.ssl_features_jala import encode_ssl_frames, ssl_image_processor, ssl_image_settings
 from modeling_jala.strict_loading_jala import strict_from_pretrained
-from trainers.presets import ssl_image_settings
 
 logger = logging.getLogger("jala.ssl_probe")
 
@@ -103,19 +102,9 @@ def load_probe_split(repos: str | os.PathLike | Sequence[str | os.PathLike], spl
 # ------------------------------------------------------------------------------------------------------------
 
 
-def ssl_image_processor(settings: Mapping[str, Any]) -> ViTImageProcessorPil:
-    """The torchvision-free SSL-encoder preprocessing of JALA's processor (`trainers.presets.build_processor`)."""
-    size = int(settings["image_size"])
-    return ViTImageProcessorPil(
-        size={"height": size, "width": size},
-        image_mean=list(settings["image_mean"]),
-        image_std=list(settings["image_std"]),
-    )
-
-
 def preprocess(settings: Mapping[str, Any], images: Sequence[Image.Image]) -> Tensor:
     """(N, 3, h, w) pixel values from the torchvision-free processor JALA uses for the SSL encoder."""
-    return ssl_image_processor(settings)(images=list(images), return_tensors="pt")["pixel_values"]
+    return ssl_image_processor(**settings)(images=list(images), return_tensors="pt")["pixel_values"]
 
 
 @torch.no_grad()

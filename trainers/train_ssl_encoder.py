@@ -58,18 +58,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
-from transformers import DINOv3ViTConfig, DINOv3ViTModel, HfArgumentParser, ViTImageProcessorPil, set_seed
+from transformers import DINOv3ViTConfig, DINOv3ViTModel, HfArgumentParser, set_seed
 
 if __package__ in (None, ""):  # `python trainers/train_ssl_encoder.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataset_scripts.collator import UniHandCollator
 from dataset_scripts.streaming import UniHandStream
-from modeling_jala.ssl_features_jala import select_ssl_tokens, ssl_num_prefix_tokens
+from modeling_jala.ssl_features_jala import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    select_ssl_tokens,
+    ssl_image_processor,
+    ssl_num_prefix_tokens,
+)
 from trainers.hub_folder import hub_repo_ids, portable_values
 from trainers.model_card import front_matter
 from trainers.plotting import plot_training_curves
-from trainers.presets import IMAGENET_MEAN, IMAGENET_STD
 
 logger = logging.getLogger("jala.train_ssl_encoder")
 
@@ -167,15 +172,6 @@ def encoder_config(args: SslEncoderArguments) -> DINOv3ViTConfig:
         image_size=args.image_size,
         patch_size=args.patch_size,
         num_register_tokens=0,
-    )
-
-
-def image_processor(args: SslEncoderArguments) -> ViTImageProcessorPil:
-    """What JALA's processor feeds the encoder (`trainers.presets.build_processor`): resize, ImageNet mean/std."""
-    return ViTImageProcessorPil(
-        size={"height": args.image_size, "width": args.image_size},
-        image_mean=list(IMAGENET_MEAN),
-        image_std=list(IMAGENET_STD),
     )
 
 
@@ -490,7 +486,8 @@ def save_encoder(encoder: DINOv3ViTModel, output_dir: Path, args: SslEncoderArgu
     output_dir.mkdir(parents=True, exist_ok=True)
     encoder = encoder.to("cpu").eval()
     encoder.save_pretrained(output_dir)
-    image_processor(args).save_pretrained(output_dir)
+    # What JALA's processor feeds the encoder: resize, ImageNet mean / std (saved so every reader agrees).
+    ssl_image_processor(args.image_size).save_pretrained(output_dir)
     arguments = portable_values(asdict(args))
     (output_dir / "training_args.json").write_text(json.dumps(arguments, indent=2))
     summary = portable_values({key: value for key, value in report.items() if key != "history"})
