@@ -983,16 +983,16 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         the motion, scored by L_desc. Without these keys the loss is exactly L_MCP + λ L_align.
         """
         motion_batch = self.motion_batch(
-            input_ids.shape[0],
-            input_ids.device,
-            motion_token_ids,
-            chunk_mask,
-            hands_present,
-            labelled,
-            placeholder_slots,
-            motion,
-            frame_lengths,
-            generator,
+            batch_size=input_ids.shape[0],
+            device=input_ids.device,
+            motion_token_ids=motion_token_ids,
+            chunk_mask=chunk_mask,
+            hands_present=hands_present,
+            labelled=labelled,
+            placeholder_slots=placeholder_slots,
+            motion=motion,
+            frame_lengths=frame_lengths,
+            generator=generator,
         )
         motion_token_ids, chunk_mask = motion_batch.token_ids, motion_batch.chunk_mask
         hands_present, labelled = motion_batch.hands_present, motion_batch.labelled
