@@ -1,17 +1,24 @@
-"""Meta-World MT10: a small JALA policy post-trained from a JALA-pretrained checkpoint vs the same policy from scratch.
+"""Meta-World MT10: a small JALA policy post-trained from a JALA-pretrained checkpoint vs the same policy from scratch,
+over several seeds, with a diagnostic ladder that says where a low success rate comes from.
 
-    MUJOCO_GL=egl python benchmarks/metaworld_mt10.py --pretrained outputs/quickstart/jala --work_dir outputs/mt10
+    MUJOCO_GL=egl python benchmarks/metaworld_mt10.py --pretrained outputs/quickstart/jala --work_dir outputs/mt10 \
+        --cameras corner2,gripperPOV --seeds 0,1 --max_steps 2000 --parallel
 
-1. expert demonstrations (`robot_data.metaworld_demos`, reused when the folder exists);
-2. two post-training runs with the same budget — demonstrations, steps, batch, seed, threads — one starting from
-   the pretrained JALA folder, one from random weights of the same structure (`--from_scratch`); with
-   `--parallel` they run side by side, so both see the same machine load and their wall times compare;
-3. closed-loop evaluation of both on held-out placements (`trainers/eval_metaworld.py`);
-4. a JSON + markdown record under `benchmarks/results/` with date, machine, budgets and success rates per task,
-   and a PNG: both post-training loss curves and the success rate per task side by side.
+1. expert demonstrations (`robot_data.metaworld_demos`: `--episodes_per_task` placements per task, `--cameras`,
+   lossless video by default; reused when `<work_dir>/demos` exists);
+2. post-training runs with one budget — demonstrations, steps, batch, lr, threads — from the pretrained JALA folder
+   and from random weights of the same structure (`--from_scratch`), once per seed; with `--parallel` all run side
+   by side (`--threads` torch threads each), so they see the same machine load;
+3. closed-loop evaluation of every policy on held-out placements (`trainers/eval_metaworld.py`, seed 1000), and
+   the ladder: Meta-World's scripted expert through the same loop on the same placements (what the environment and
+   step limit allow), the first seed's policies on their training placements (seed 0: fitting vs generalising),
+   and with `--frame_parity` the first from-scratch policy with every observed frame through LeRobot's AV1 codec
+   (what a policy trained on AV1 frames while evaluated on raw renders faces, in reverse);
+4. a JSON + markdown record under `benchmarks/results/` — per task and seed, mean ± standard deviation over seeds,
+   the difference pretrained − scratch with its standard error — and a PNG: loss curves and success per task.
 
 `--reuse` keeps whatever a previous run in `--work_dir` finished (trained policies, evaluations) and redoes the rest,
-e.g. to re-render the record or to evaluate again after an interrupted run.
+e.g. after an interrupted run.
 """
 
 from __future__ import annotations
@@ -26,36 +33,67 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from benchmark_machine import cpu_model
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from robot_data.metaworld_demos import camera_for_image_key, image_key_for  # noqa: E402
+
 logger = logging.getLogger("jala.benchmarks.metaworld_mt10")
+STARTS = {"jala": "pretrained JALA", "scratch": "from scratch"}
+HELD_OUT_SEED, TRAINING_SEED = 1000, 0
 
 
 def machine() -> str:
     return f"{cpu_model()}, {os.cpu_count()} CPUs (shared), no GPU, Python {platform.python_version()}"
 
 
-def run(command: list[str], log: Path, threads: int) -> subprocess.Popen:
+def launch(command: list[str], log: Path, threads: int) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "MUJOCO_GL": "egl"}
     logger.info("%s > %s", " ".join(command), log)
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def evaluate(policy: str, output: Path, args: argparse.Namespace, log: Path, extra: list[str] = ()) -> dict:
+    """One `eval_metaworld.py` run (reused with --reuse when its JSON exists)."""
+    if not (args.reuse and output.exists()):
+        command = [sys.executable, "trainers/eval_metaworld.py", f"--model={policy}", "--tasks=MT10"]
+        command += [f"--episodes_per_task={args.eval_episodes}", f"--max_steps={args.eval_max_steps}"]
+        command += [f"--workers={args.eval_workers}", f"--output={output}", *extra]
+        if launch(command, log, threads=1).wait():
+            raise RuntimeError(f"evaluation of {policy} failed; see {log}")
+    return json.loads(output.read_text())
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrained", required=True, help="JALA pretraining folder (JalaForMotionPretraining).")
     parser.add_argument("--work_dir", default="outputs/mt10")
-    parser.add_argument("--episodes_per_task", type=int, default=20, help="Demonstrations per task.")
-    parser.add_argument("--max_steps", type=int, default=1000, help="Optimizer steps of each post-training run.")
+    parser.add_argument("--episodes_per_task", type=int, default=50, help="Demonstrations per task (MT1: 50).")
+    parser.add_argument(
+        "--cameras", default="corner2", help="Meta-World cameras the policies see, e.g. corner2,gripperPOV."
+    )
+    parser.add_argument(
+        "--video_encoding", default="lossless", help="Demonstration video encoding (lossless / lerobot)."
+    )
+    parser.add_argument("--seeds", default="0,1", help="Training seeds of each start.")
+    parser.add_argument("--max_steps", type=int, default=2000, help="Optimizer steps of each post-training run.")
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--learning_rate", type=float, default=1e-4, help="Post-training lr (paper: 1e-4).")
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
     parser.add_argument("--head", default="128,4,4", help="DiT width,layers,heads.")
     parser.add_argument("--eval_episodes", type=int, default=10, help="Evaluation episodes per task.")
     parser.add_argument("--eval_max_steps", type=int, default=300)
+    parser.add_argument("--eval_workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="Torch threads per training process.")
-    parser.add_argument("--parallel", action="store_true", help="Run both post-trainings at the same time.")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--parallel", action="store_true", help="Run all post-trainings at the same time.")
+    parser.add_argument("--no_ladder", action="store_true", help="Skip the expert and training-placement rungs.")
+    parser.add_argument("--frame_parity", action="store_true", help="Also evaluate through the AV1 round trip.")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
     parser.add_argument("--reuse", action="store_true", help="Keep finished runs / evaluations in --work_dir.")
     parser.add_argument("--tag", default="", help="Suffix of the result files (several budgets on one day).")
@@ -63,38 +101,44 @@ def main(argv: list[str] | None = None) -> dict:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
+    cameras = [camera.strip() for camera in args.cameras.split(",") if camera.strip()]
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     demos = work / "demos"
     if not (demos / "meta" / "info.json").exists():
-        code = run(
+        code = launch(
             [sys.executable, "-m", "robot_data.metaworld_demos", f"--output_dir={demos}", "--tasks=MT10"]
-            + [f"--episodes_per_task={args.episodes_per_task}", "--workers=2"],
+            + [f"--episodes_per_task={args.episodes_per_task}", "--workers=2", f"--cameras={','.join(cameras)}"]
+            + [f"--video_encoding={args.video_encoding}"],
             work / "demos.log",
             threads=1,
         ).wait()
         if code:
             raise RuntimeError(f"demonstration recording failed; see {work / 'demos.log'}")
+    recorded = json.loads((demos / "meta" / "info.json").read_text())["features"]
+    recorded_cameras = [
+        camera_for_image_key(key) for key, spec in recorded.items() if spec["dtype"] in ("video", "image")
+    ]
+    missing = [camera for camera in cameras if camera not in recorded_cameras]
+    if missing:
+        raise ValueError(f"{demos} was recorded with cameras {recorded_cameras}, not {missing}; use another work_dir.")
+    image_keys = [image_key_for(camera, recorded_cameras) for camera in cameras]
     width, layers, heads = (int(part) for part in args.head.split(","))
-    runs = {"policy_from_jala": [f"--model_name_or_path={args.pretrained}"]}
-    runs["policy_from_scratch"] = [f"--model_name_or_path={args.pretrained}", "--from_scratch"]
+    runs = {f"{start}_seed{seed}": (start, seed) for start in STARTS for seed in seeds}
     if any((work / name).resolve() == Path(args.pretrained).resolve() for name in runs):
         raise ValueError(f"--pretrained {args.pretrained} is inside --work_dir under a run's name; move it.")
     processes = {}
-    for name, start in runs.items():
+    for name, (start, seed) in runs.items():
         if args.reuse and (work / name / "run_summary.json").exists():
             logger.info("reusing the trained policy %s", work / name)
             continue
-        command = [
-            sys.executable,
-            "trainers/posttrain.py",
-            *start,
-            f"--dataset={demos}",
-            f"--output_dir={work / name}",
-        ]
+        command = [sys.executable, "trainers/posttrain.py", f"--model_name_or_path={args.pretrained}"]
+        command += ["--from_scratch"] if start == "scratch" else []
+        command += [f"--dataset={demos}", f"--output_dir={work / name}", "--image_keys", *image_keys]
         command += [f"--max_steps={args.max_steps}", f"--per_device_train_batch_size={args.batch_size}"]
         command += [f"--learning_rate={args.learning_rate}"]
         command += [f"--head_hidden_size={width}", f"--head_num_layers={layers}", f"--head_num_heads={heads}"]
-        command += [f"--seed={args.seed}", "--report_to=none", "--logging_steps=25", "--disable_tqdm=true"]
-        processes[name] = run(command, work / f"{name}.log", args.threads)
+        command += [f"--seed={seed}", "--report_to=none", "--logging_steps=25", "--disable_tqdm=true"]
+        processes[name] = launch(command, work / f"{name}.log", args.threads)
         if not args.parallel and processes[name].wait():
             raise RuntimeError(f"post-training {name} failed; see {work / f'{name}.log'}")
     for name, process in processes.items():
@@ -106,32 +150,30 @@ def main(argv: list[str] | None = None) -> dict:
         "pretrained_checkpoint": str(args.pretrained),
         "budget": {
             "demonstrations_per_task": args.episodes_per_task,
+            "image_keys": image_keys,
             "optimizer_steps": args.max_steps,
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
+            "seeds": seeds,
             "torch_threads_per_run": args.threads,
             "runs_in_parallel": args.parallel,
             "dit_width_layers_heads": [width, layers, heads],
         },
-        "evaluation": {"episodes_per_task": args.eval_episodes, "max_steps": args.eval_max_steps, "seed": 1000},
+        "evaluation": {
+            "episodes_per_task": args.eval_episodes,
+            "max_steps": args.eval_max_steps,
+            "seed": HELD_OUT_SEED,
+        },
         "runs": {},
+        "ladder": {},
     }
     for name in runs:
         output = work / name
-        evaluation = output / "eval_mt10.json"
-        if not (args.reuse and evaluation.exists()):
-            code = run(
-                [sys.executable, "trainers/eval_metaworld.py", f"--model={output}", "--tasks=MT10"]
-                + [f"--episodes_per_task={args.eval_episodes}", f"--max_steps={args.eval_max_steps}", "--workers=2"]
-                + [f"--output={evaluation}"],
-                work / f"{name}_eval.log",
-                threads=1,
-            ).wait()
-            if code:
-                raise RuntimeError(f"evaluation of {name} failed; see {work / f'{name}_eval.log'}")
-        result = json.loads(evaluation.read_text())
+        result = evaluate(str(output), output / "eval_mt10.json", args, work / f"{name}_eval.log")
         summary = json.loads((output / "run_summary.json").read_text())
         report["runs"][name] = {
+            "start": runs[name][0],
+            "seed": runs[name][1],
             "mean_success_rate": result["mean_success_rate"],
             "success_rate_per_task": {task: entry["success_rate"] for task, entry in result["tasks"].items()},
             "train_wall_time_s": summary["wall_time_s"],
@@ -141,6 +183,34 @@ def main(argv: list[str] | None = None) -> dict:
             "eval_wall_time_s": result["wall_time_s"],
             "mean_predict_action_s_during_eval": result["mean_predict_action_seconds"],
         }
+    report["summary"] = summarise(report["runs"])
+    if not args.no_ladder:
+        expert = evaluate("expert", work / "expert_eval.json", args, work / "expert_eval.log")
+        report["ladder"]["expert, held-out placements"] = rates(expert)
+        for start in STARTS:
+            name = f"{start}_seed{seeds[0]}"
+            training = evaluate(
+                str(work / name),
+                work / name / "eval_training_placements.json",
+                args,
+                work / f"{name}_eval_training.log",
+                [f"--seed={TRAINING_SEED}"],
+            )
+            report["ladder"][f"{STARTS[start]} (seed {seeds[0]}), training placements"] = rates(training)
+            report["ladder"][f"{STARTS[start]} (seed {seeds[0]}), held-out placements"] = {
+                "mean_success_rate": report["runs"][name]["mean_success_rate"],
+                "success_rate_per_task": report["runs"][name]["success_rate_per_task"],
+            }
+    if args.frame_parity:
+        name = f"scratch_seed{seeds[0]}"
+        parity = evaluate(
+            str(work / name),
+            work / name / "eval_av1_round_trip.json",
+            args,
+            work / f"{name}_eval_av1.log",
+            ["--frame_round_trip=lerobot"],
+        )
+        report["ladder"][f"from scratch (seed {seeds[0]}), held-out, frames through AV1 CRF 30"] = rates(parity)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
     stem = f"metaworld_mt10_{datetime.date.today().isoformat()}" + (f"_{args.tag}" if args.tag else "")
@@ -151,33 +221,85 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def rates(result: dict) -> dict:
+    return {
+        "mean_success_rate": result["mean_success_rate"],
+        "success_rate_per_task": {task: entry["success_rate"] for task, entry in result["tasks"].items()},
+    }
+
+
+def summarise(runs: dict) -> dict:
+    """Per start: mean ± std over seeds of the MT10 mean and of every task; the pretrained − scratch difference with
+    its standard error (independent seeds: sqrt(s_a² / n_a + s_b² / n_b))."""
+    summary: dict = {}
+    for start in STARTS:
+        mine = [run for run in runs.values() if run["start"] == start]
+        tasks = list(mine[0]["success_rate_per_task"])
+        mean, std = mean_std([run["mean_success_rate"] for run in mine])
+        summary[start] = {
+            "seeds": len(mine),
+            "mean_success_rate": mean,
+            "std_over_seeds": std,
+            "per_task": {task: mean_std([run["success_rate_per_task"][task] for run in mine]) for task in tasks},
+        }
+    jala, scratch = summary["jala"], summary["scratch"]
+    error = np.sqrt(jala["std_over_seeds"] ** 2 / jala["seeds"] + scratch["std_over_seeds"] ** 2 / scratch["seeds"])
+    summary["difference_jala_minus_scratch"] = {
+        "mean": jala["mean_success_rate"] - scratch["mean_success_rate"],
+        "standard_error": float(error),
+    }
+    return summary
+
+
 def plot(report: dict, training_logs: dict[str, Path], path: Path) -> Path:
-    """Left: post-training loss of each run against the step; right: success rate per task, runs side by side."""
+    """Left: post-training loss of each run; right: success per task (mean over seeds, error bars: std), expert too."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    runs = report["runs"]
-    tasks = list(next(iter(runs.values()))["success_rate_per_task"])
-    figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 2]})
+    summary = report["summary"]
+    tasks = list(summary["scratch"]["per_task"])
+    figure, (curves, bars) = plt.subplots(1, 2, figsize=(14, 4.4), gridspec_kw={"width_ratios": [1, 2]})
     for name, log in training_logs.items():
         history = [entry for entry in json.loads(log.read_text()) if "loss" in entry]
-        curves.plot([entry["step"] for entry in history], [entry["loss"] for entry in history], label=name)
+        curves.plot([entry["step"] for entry in history], [entry["loss"] for entry in history], label=name, lw=1)
     curves.set(xlabel="step", ylabel="flow-matching loss", yscale="log", title="post-training loss")
     curves.grid(alpha=0.3)
-    curves.legend()
-    width = 0.8 / len(runs)
+    curves.legend(fontsize=7)
+    series = {
+        f"{STARTS[start]} (mean {summary[start]['mean_success_rate']:.2f})": summary[start]["per_task"]
+        for start in STARTS
+    }
+    expert = report["ladder"].get("expert, held-out placements")
+    width = 0.8 / (len(series) + (expert is not None))
     positions = np.arange(len(tasks))
-    for index, (name, run_report) in enumerate(runs.items()):
-        rates = [run_report["success_rate_per_task"][task] for task in tasks]
-        label = f"{name} (mean {run_report['mean_success_rate']:.2f})"
-        bars.bar(positions + (index - (len(runs) - 1) / 2) * width, rates, width, label=label)
-    bars.set_xticks(positions, [task.removesuffix("-v3") for task in tasks], rotation=30, ha="right")
-    bars.set(ylabel="success rate", ylim=(0, 1.05), title="Meta-World MT10, held-out placements")
+    for index, (label, per_task) in enumerate(series.items()):
+        means = [per_task[task][0] for task in tasks]
+        stds = [per_task[task][1] for task in tasks]
+        bars.bar(positions + index * width, means, width, yerr=stds, capsize=2, label=label)
+    if expert is not None:
+        values = [expert["success_rate_per_task"][task] for task in tasks]
+        bars.bar(
+            positions + len(series) * width,
+            values,
+            width,
+            color="0.7",
+            label=f"scripted expert (mean {expert['mean_success_rate']:.2f})",
+        )
+    bars.set_xticks(
+        positions + width * (len(series) - (expert is None)) / 2,
+        [t.removesuffix("-v3") for t in tasks],
+        rotation=30,
+        ha="right",
+    )
+    bars.set(
+        ylabel="success rate",
+        ylim=(0, 1.05),
+        title="Meta-World MT10, held-out placements (error bars: std over seeds)",
+    )
     bars.grid(alpha=0.3, axis="y")
-    bars.legend()
+    bars.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -185,37 +307,58 @@ def plot(report: dict, training_logs: dict[str, Path], path: Path) -> Path:
 
 
 def markdown(report: dict) -> str:
-    runs = report["runs"]
+    runs, summary, budget = report["runs"], report["summary"], report["budget"]
     names = list(runs)
-    tasks = list(next(iter(runs.values()))["success_rate_per_task"])
-    budget = report["budget"]
+    tasks = list(summary["scratch"]["per_task"])
     lines = [
         f"# Meta-World MT10 post-training — {report['date']}",
         "",
         f"Machine: {report['machine']}. Pretrained checkpoint: `{report['pretrained_checkpoint']}`.",
-        f"Budget (each run): {budget['demonstrations_per_task']} expert demonstrations per task, "
-        f"{budget['optimizer_steps']} steps x batch {budget['batch_size']}, lr {budget['learning_rate']:g}, "
-        f"DiT {budget['dit_width_layers_heads']} (width, layers, heads), "
-        f"{budget['torch_threads_per_run']} torch thread(s), runs in parallel: "
-        f"{budget['runs_in_parallel']}.",
+        f"Budget (each run): {budget['demonstrations_per_task']} expert demonstrations per task, cameras "
+        f"{budget['image_keys']}, {budget['optimizer_steps']} steps x batch {budget['batch_size']}, "
+        f"lr {budget['learning_rate']:g}, DiT {budget['dit_width_layers_heads']} (width, layers, heads), "
+        f"{budget['torch_threads_per_run']} torch thread(s), runs in parallel: {budget['runs_in_parallel']}.",
         f"Evaluation: {report['evaluation']['episodes_per_task']} held-out placements per task (seed "
         f"{report['evaluation']['seed']}), at most {report['evaluation']['max_steps']} steps, success rate.",
         "",
-        "| task | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        "| task | "
+        + " | ".join(f"{STARTS[s]} (mean ± std, {summary[s]['seeds']} seeds)" for s in STARTS)
+        + " | "
+        + " | ".join(names)
+        + " |",
+        "|---|" + "---|" * (len(STARTS) + len(names)),
     ]
     for task in tasks:
-        lines.append(
-            f"| {task} | " + " | ".join(f"{runs[n]['success_rate_per_task'][task]:.2f}" for n in names) + " |"
-        )
-    lines.append("| **mean** | " + " | ".join(f"**{runs[n]['mean_success_rate']:.3f}**" for n in names) + " |")
-    lines.append("| train wall time (s) | " + " | ".join(f"{runs[n]['train_wall_time_s']:.0f}" for n in names) + " |")
-    lines.append("| final train loss | " + " | ".join(f"{runs[n]['final_train_loss']:.3f}" for n in names) + " |")
+        cells = [f"{summary[s]['per_task'][task][0]:.2f} ± {summary[s]['per_task'][task][1]:.2f}" for s in STARTS]
+        cells += [f"{runs[n]['success_rate_per_task'][task]:.2f}" for n in names]
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    cells = [f"**{summary[s]['mean_success_rate']:.3f} ± {summary[s]['std_over_seeds']:.3f}**" for s in STARTS]
+    cells += [f"**{runs[n]['mean_success_rate']:.3f}**" for n in names]
+    lines.append("| **mean** | " + " | ".join(cells) + " |")
+    blank = " | " * len(STARTS)
     lines.append(
-        "| predict_action during eval (s) | "
-        + " | ".join(f"{runs[n]['mean_predict_action_s_during_eval']:.3f}" for n in names)
-        + " |"
+        "| train wall time (s) |" + blank + " | ".join(f"{runs[n]['train_wall_time_s']:.0f}" for n in names) + " |"
     )
+    lines.append(
+        "| final train loss |" + blank + " | ".join(f"{runs[n]['final_train_loss']:.3f}" for n in names) + " |"
+    )
+    difference = summary["difference_jala_minus_scratch"]
+    lines += [
+        "",
+        f"Pretrained − scratch: {difference['mean']:+.3f} ± {difference['standard_error']:.3f} "
+        "(standard error over seeds).",
+    ]
+    if report["ladder"]:
+        lines += [
+            "",
+            "## Diagnostic ladder",
+            "",
+            "| rung | mean | " + " | ".join(t.removesuffix("-v3") for t in tasks) + " |",
+        ]
+        lines.append("|---|---|" + "---|" * len(tasks))
+        for rung, entry in report["ladder"].items():
+            per_task = " | ".join(f"{entry['success_rate_per_task'][task]:.2f}" for task in tasks)
+            lines.append(f"| {rung} | {entry['mean_success_rate']:.2f} | {per_task} |")
     return "\n".join(lines) + "\n"
 
 

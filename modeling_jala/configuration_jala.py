@@ -20,7 +20,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from .attention_jala import BLOCK_CAUSAL_ATTENTION_FORMATS
-from .layout_jala import CHUNK_FRAMES
+from .layout_jala import CHUNK_FRAMES, LEROBOT_IMAGE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -234,6 +234,13 @@ class JalaActionHeadConfig(PreTrainedConfig):
         sigma_min (`float`, defaults to 0.001): smallest training σ (π0's 1 - s).
         readout_chunks (`int`, defaults to 1): placeholder motion chunks appended after the observation and
             instruction; h at their 2 hands x K slots (256 tokens per chunk) is the head's cross-attention context.
+        image_keys (`list[str]`, defaults to `["observation.image"]`): the cameras the policy sees, as the robot
+            dataset's image features (LeRobot names, e.g. `["observation.images.front", "observation.images.wrist"]`);
+            each gets an image block in this order, and the first is the primary camera the SSL encoder reads.
+        vision_tower_trainable (`bool`, *optional*): fine-tune the VLM's vision tower in post-training. None (the
+            default) decides by where the backbone came from: frozen for a released VLM (`backbone_name_or_path`
+            set — the paper keeps InternViT frozen), trained for a backbone built from scratch, whose random vision
+            tower would otherwise show the policy fixed random projections of the pixels.
         use_lora (`bool`, defaults to `False`): fine-tune the language model through LoRA adapters (peft) instead
             of all its weights.
         lora_rank / lora_alpha / lora_dropout / lora_target_modules: the LoRA adapters (D: 16 / 32 / 0.0 / the
@@ -258,6 +265,8 @@ class JalaActionHeadConfig(PreTrainedConfig):
     noise_beta_beta: float = 1.0
     sigma_min: float = 0.001
     readout_chunks: int = 1
+    image_keys: list[str] | None = None
+    vision_tower_trainable: bool | None = None
     use_lora: bool = False
     lora_rank: int = 16
     lora_alpha: int = 32
@@ -268,6 +277,8 @@ class JalaActionHeadConfig(PreTrainedConfig):
     def __post_init__(self, **kwargs) -> None:
         if self.lora_target_modules is None:
             self.lora_target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
+        if self.image_keys is None:
+            self.image_keys = [LEROBOT_IMAGE_KEY]
         super().__post_init__(**kwargs)
 
     def validate_action_head(self) -> None:
@@ -292,6 +303,11 @@ class JalaActionHeadConfig(PreTrainedConfig):
             raise ValueError(
                 f"JalaActionHeadConfig.n_action_steps={self.n_action_steps} must be in [1, chunk_size="
                 f"{self.chunk_size}]: a policy executes at least one and at most all actions of a chunk (None: all)."
+            )
+        if not self.image_keys or len(set(self.image_keys)) != len(self.image_keys):
+            raise ValueError(
+                f"JalaActionHeadConfig.image_keys={self.image_keys!r} must name at least one camera, each once "
+                "(the robot dataset's image features, e.g. ['observation.images.front', 'observation.images.wrist'])."
             )
         if self.hidden_size % self.num_heads:
             raise ValueError(

@@ -115,8 +115,20 @@ class MotionSlotLayout:
         return self.codebook_of_slot(device) // self.codebooks_per_part
 
 
+#: LeRobot's feature names of a robot dataset (and of the statistics' keys in its meta/stats.json): one camera,
+#: the proprioceptive state, the action. Datasets with several cameras name them `observation.images.<camera>`.
+LEROBOT_IMAGE_KEY = "observation.image"
+LEROBOT_CAMERA_KEY_PREFIX = "observation.images."
+LEROBOT_STATE_KEY = "observation.state"
+LEROBOT_ACTION_KEY = "action"
+
+
 __all__ = [
     "CHUNK_FRAMES",
+    "LEROBOT_ACTION_KEY",
+    "LEROBOT_CAMERA_KEY_PREFIX",
+    "LEROBOT_IMAGE_KEY",
+    "LEROBOT_STATE_KEY",
     "CLIP_MOTION_AXES",
     "CLIP_TOKEN_AXES",
     "FPS",

@@ -406,11 +406,19 @@ class JalaModel(JalaPreTrainedModel):
         return 2, self.config.motion_tokens_per_chunk, self.config.hidden_size
 
     # -- sequence -----------------------------------------------------------------------------------------------
-    def _prefix_embeddings(self, input_ids: Tensor, pixel_values: Tensor | None) -> Tensor:
+    def _prefix_embeddings(
+        self, input_ids: Tensor, pixel_values: Tensor | None, image_features: Tensor | None = None
+    ) -> Tensor:
+        """Text embeddings with the image tokens filled in: from `pixel_values`, or from `image_features` — the
+        projector's inputs that a frozen vision tower produced earlier (`trainers/feature_cache.py`)."""
         embeddings = self.get_input_embeddings()(input_ids)
-        if pixel_values is None:
+        if image_features is not None:
+            image = self.vlm.multi_modal_projector(image_features.to(embeddings.dtype))
+        elif pixel_values is not None:
+            image = self.image_embeddings(pixel_values)
+        else:
             return embeddings
-        image = self.image_embeddings(pixel_values).to(embeddings.dtype)
+        image = image.to(embeddings.dtype)
         image_token_id = self.config.vlm_config.image_token_id
         slots = input_ids == image_token_id
         if int(slots.sum()) != image.shape[0] * image.shape[1]:
@@ -421,10 +429,15 @@ class JalaModel(JalaPreTrainedModel):
         return embeddings.masked_scatter(slots[..., None], image)
 
     def context_part(
-        self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor | None, first_frame_features: Tensor
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        pixel_values: Tensor | None,
+        first_frame_features: Tensor,
+        image_features: Tensor | None = None,
     ) -> tuple[SequencePart, Tensor]:
         """[instruction, v_1] (causal, one block per token) + the LSP tokens (one block); and the LSP tokens."""
-        prefix = self._prefix_embeddings(input_ids, pixel_values)
+        prefix = self._prefix_embeddings(input_ids, pixel_values, image_features)
         state_tokens = self.state_context(first_frame_features.to(prefix.dtype)).to(prefix.dtype)
         batch, prefix_len = input_ids.shape
         state_len = state_tokens.shape[1]

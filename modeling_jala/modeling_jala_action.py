@@ -29,6 +29,7 @@ from .flow_head_jala import (
     sample_training_sigmas,
     velocity_target,
 )
+from .layout_jala import LEROBOT_ACTION_KEY, LEROBOT_STATE_KEY
 from .modeling_jala import (
     HubSource,
     JalaForMotionPretraining,
@@ -44,9 +45,6 @@ logger = logging.getLogger(__name__)
 #: State/action std below this is treated as this (units of the data): a dimension that never moved in the robot
 #: data (std 0) must not turn sensor noise at deployment into huge normalised inputs.
 NORMALIZATION_STD_FLOOR = 1e-3
-#: LeRobot's feature names, used for the statistics' keys (stats.json layout).
-STATE_KEY = "observation.state"
-ACTION_KEY = "action"
 
 
 @dataclass
@@ -76,9 +74,14 @@ class JalaForActionPrediction(JalaPreTrainedModel):
     context; the proprioceptive state enters as one token next to the noisy action tokens.
 
     What is trained: the language model (all weights, or LoRA adapters with `action_head_config.use_lora`), the
-    VLM's projector, the LSP, the motion placeholders' embeddings, the proprio encoder and the DiT. Frozen: the
-    VLM's vision tower and the SSL encoder (paper: vision encoder frozen), and what the readout never uses (code
-    embeddings of real motion tokens, the language model's final norm: h is taken before it).
+    VLM's projector, the LSP, the motion placeholders' embeddings, the proprio encoder and the DiT, and the VLM's
+    vision tower when `action_head_config.vision_tower_trainable` resolves to True (`vision_tower_is_trainable`:
+    by default only for backbones built from scratch; the paper keeps a pretrained InternViT frozen). Frozen: the
+    SSL encoder, and what the readout never uses (code embeddings of real motion tokens, the language model's final
+    norm: h is taken before it).
+
+    Cameras: `action_head_config.image_keys` names the robot dataset's image features the policy sees; each camera
+    gets its own image block in the prefix, the first also feeds the SSL encoder and the LSP.
 
     State and action normalisation statistics (per-dimension mean / std) are buffers: they are saved with the
     weights and set from the robot dataset with `set_normalization_stats` — `predict_action` takes and returns
@@ -154,7 +157,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
                 "language_model)."
             )
         self.model.lsp.requires_grad_(True)  # no EMA in post-training: the whole LSP learns
-        vision_tower.requires_grad_(False)
+        vision_tower.requires_grad_(self.vision_tower_is_trainable)
         self.model.ssl_encoder.requires_grad_(False)
         self.model.motion_embedding.code_embeddings.requires_grad_(False)
         language_model = self.model.language_model
@@ -165,9 +168,16 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         if norm is not None:
             norm.requires_grad_(False)
 
+    @property
+    def vision_tower_is_trainable(self) -> bool:
+        """`action_head_config.vision_tower_trainable`, or (None) whether the backbone was built from scratch."""
+        trainable = self.config.action_head_config.vision_tower_trainable
+        return self.config.backbone_name_or_path is None if trainable is None else bool(trainable)
+
     def train(self, mode: bool = True) -> JalaForActionPrediction:
         super().train(mode)
-        self.model.vlm.vision_tower.eval()  # frozen: no dropout / drop-path
+        if not self.vision_tower_is_trainable:
+            self.model.vlm.vision_tower.eval()  # frozen: no dropout / drop-path
         return self
 
     def get_input_embeddings(self) -> nn.Module:
@@ -285,7 +295,10 @@ class JalaForActionPrediction(JalaPreTrainedModel):
 
     # -- normalisation ------------------------------------------------------------------------------------------
     def set_normalization_stats(
-        self, stats: dict[str, dict[str, Any]], state_key: str = STATE_KEY, action_key: str = ACTION_KEY
+        self,
+        stats: dict[str, dict[str, Any]],
+        state_key: str = LEROBOT_STATE_KEY,
+        action_key: str = LEROBOT_ACTION_KEY,
     ) -> None:
         """Set the per-dimension mean / std from LeRobot-style statistics: {feature: {"mean": [...], "std": [...]}}."""
         head = self.config.action_head_config
@@ -308,8 +321,8 @@ class JalaForActionPrediction(JalaPreTrainedModel):
     def normalization_stats(self) -> dict[str, dict[str, list[float]]]:
         """The statistics in LeRobot's stats.json layout (what `set_normalization_stats` reads)."""
         return {
-            STATE_KEY: {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
-            ACTION_KEY: {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()},
+            LEROBOT_STATE_KEY: {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
+            LEROBOT_ACTION_KEY: {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()},
         }
 
     def normalize_state(self, state: Tensor) -> Tensor:
@@ -329,8 +342,13 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         pixel_values: Tensor | None = None,
         ssl_features: Tensor | None = None,
         ssl_pixel_values: Tensor | None = None,
+        image_features: Tensor | None = None,
     ) -> Tensor:
-        """h at the placeholder motion slots after [instruction, image, LSP]: (B, readout_chunks * 2 * K, H)."""
+        """h at the placeholder motion slots after [instruction, image, LSP]: (B, readout_chunks * 2 * K, H).
+
+        `image_features` (B * cameras, tokens, D) replace `pixel_values` with what a frozen vision tower gave the
+        projector (cached once per frame: `trainers/feature_cache.py`); `ssl_features` replace `ssl_pixel_values`.
+        """
         if ssl_features is None:
             if ssl_pixel_values is None:
                 raise ValueError("pass ssl_pixel_values (the image for the SSL encoder) or precomputed ssl_features.")
@@ -343,7 +361,12 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         chunks = self.config.action_head_config.readout_chunks
         tokens = self.config.motion_tokens_per_chunk
         device = input_ids.device
-        context, _ = self.model.context_part(input_ids, attention_mask, pixel_values, ssl_features)
+        if image_features is not None and self.vision_tower_is_trainable:
+            raise ValueError(
+                "image_features skip the vision tower, but this policy fine-tunes it (vision_tower_trainable); pass "
+                "pixel_values."
+            )
+        context, _ = self.model.context_part(input_ids, attention_mask, pixel_values, ssl_features, image_features)
         placeholders = self.model.motion_part(
             torch.zeros(batch, chunks, 2, tokens, dtype=torch.long, device=device),
             torch.ones(batch, chunks, 2, tokens, dtype=torch.bool, device=device),
@@ -372,6 +395,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
             inputs.get("pixel_values"),
             inputs.get("ssl_features"),
             inputs.get("ssl_pixel_values"),
+            inputs.get("image_features"),
         )
         context = self.action_head.encode_context(h)
         proprio = self.proprio_encoder(self.normalize_state(state.to(context.dtype)))[:, None]
@@ -385,6 +409,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         pixel_values: Tensor | None = None,
         ssl_pixel_values: Tensor | None = None,
         ssl_features: Tensor | None = None,
+        image_features: Tensor | None = None,
         state: Tensor | None = None,
         actions: Tensor | None = None,
         action_is_pad: Tensor | None = None,
@@ -412,6 +437,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
             "pixel_values": pixel_values,
             "ssl_pixel_values": ssl_pixel_values,
             "ssl_features": ssl_features,
+            "image_features": image_features,
         }
         context, proprio = self._conditioning(inputs, state)
         target_actions = self.normalize_actions(actions.to(context.dtype))
@@ -481,16 +507,15 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         """Action chunks (B, chunk_size, action_dim) in raw robot units for camera images, instructions and states.
 
         `images`: one image (H, W, 3 uint8 array or PIL) or a list, or a uint8 tensor (H, W, 3) / (B, H, W, 3) —
-        preprocessed as tensor ops on the model's device, no PIL round trip; `instruction`: a string or a list;
+        preprocessed as tensor ops on the model's device, no PIL round trip — or, for any number of cameras, a dict
+        {image key: such images} holding every key of `action_head_config.image_keys` (`camera_frames`);
+        `instruction`: a string or a list;
         `state`: (state_dim,) or (B, state_dim) in raw units. Sampling starts from `noise` (B, T, action_dim) or from
         `torch.randn` with `generator`, and runs `num_inference_steps` (default: the config's 4) Euler steps of
         diffusers' `FlowMatchEulerDiscreteScheduler`.
         """
         head = self.config.action_head_config
-        if isinstance(images, Tensor):
-            frames = (images[None] if images.dim() == 3 else images).to(self.device)
-        else:
-            frames = list(images) if isinstance(images, list | tuple) else [images]
+        frames = self.camera_frames(images)
         texts = [instruction] * len(frames) if isinstance(instruction, str) else list(instruction)
         state = torch.as_tensor(np.asarray(state, dtype=np.float32)).to(self.device)
         state = state[None] if state.dim() == 1 else state
@@ -529,6 +554,38 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         steps = num_inference_steps or head.num_inference_steps
         actions = flow_matching_sample(velocity, noise, self.scheduler, steps)
         return self.unnormalize_actions(actions.float())
+
+    def camera_frames(self, images: Any) -> Tensor | list[list[Any]]:
+        """The policy's cameras of a batch in `image_keys` order: a uint8 tensor (B, cameras, H, W, 3) on the model's
+        device, or per-sample lists of images (what `JalaProcessor` takes).
+
+        A dict {image key: image(s)} is matched to `action_head_config.image_keys` (extra keys are ignored, a missing
+        one is an error naming the keys present); anything else is the images of a one-camera policy.
+        """
+        keys = self.config.action_head_config.image_keys
+        if isinstance(images, dict):
+            missing = [key for key in keys if key not in images]
+            if missing:
+                raise KeyError(
+                    f"the policy sees cameras {keys} but the observation has no {missing}; it holds "
+                    f"{sorted(images)}. Pass every camera the policy was trained on (action_head_config.image_keys)."
+                )
+            per_camera = [images[key] for key in keys]
+        elif len(keys) == 1:
+            per_camera = [images]
+        else:
+            raise TypeError(
+                f"the policy sees {len(keys)} cameras {keys}; pass images as a dict {{image key: image(s)}}."
+            )
+        if all(isinstance(camera, Tensor) for camera in per_camera):
+            batched = [camera[None] if camera.dim() == 3 else camera for camera in per_camera]
+            return torch.stack(batched, dim=1).to(self.device)
+        listed = [list(camera) if isinstance(camera, list | tuple) else [camera] for camera in per_camera]
+        if len({len(camera) for camera in listed}) != 1:
+            raise ValueError(
+                f"cameras {keys} hold {[len(camera) for camera in listed]} images; pass one per batch row each."
+            )
+        return [list(sample) for sample in zip(*listed, strict=True)]
 
     def _default_processor(self) -> JalaProcessor:
         """The processor saved with the model, read from where the weights came from (revision, cache, subfolder

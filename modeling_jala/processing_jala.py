@@ -4,6 +4,10 @@ The VLM reads `[instruction][<img> <IMG_CONTEXT> x image_seq_length </img>]`, le
 motion blocks start right after its prefix; the first frame is also preprocessed for the frozen SSL encoder
 (DINOv3 / V-JEPA2 normalisation), whose features feed the latent state perceiver. Motion itself is not text:
 its token ids go to the model directly (see `JalaForMotionPretraining.forward`).
+
+A robot policy may see several cameras per sample (an external and a wrist camera): each gets its own image block,
+in the policy's camera order, and the SSL encoder reads the first (primary) camera only — the view the latent
+state perceiver summarised in pretraining (docs/design.md §1.11).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from .strict_loading_jala import hub_download_kwargs
 #: The prefix text of a motion-description sample (docs/design.md §1.13): the description is the target, so the
 #: instruction slot holds this fixed request instead.
 DESCRIPTION_PROMPT = "Describe the hand motion."
-#: Label of a text position that carries no loss (PyTorch's cross-entropy default).
 
 
 #: PIL resampling filters (`PILImageResampling` values) -> `torch.nn.functional.interpolate` modes.
@@ -138,10 +141,21 @@ class JalaProcessor(ProcessorMixin):
                 kwargs["config"] = PreTrainedConfig()
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
-    def prompt(self, instruction: str) -> str:
-        """Instruction, then the image block (paper: [x, v_1, ...])."""
+    def prompt(self, instruction: str, num_images: int = 1) -> str:
+        """Instruction, then one image block per camera (paper: [x, v_1, ...])."""
         image_block = self.image_start_token + self.image_token * self.image_seq_length + self.image_end_token
-        return f"{instruction.strip()}\n{image_block}"
+        return f"{instruction.strip()}\n" + "\n".join([image_block] * num_images)
+
+    def encode_prompts(self, texts: Sequence[str], num_images: int = 1, return_tensors: str | None = "pt") -> Any:
+        """Tokenised prompts (`input_ids`, `attention_mask`, left-padded) for instructions with `num_images` image
+        blocks each — the text half of `__call__`, for callers whose image inputs were computed earlier."""
+        return self.tokenizer(
+            [self.prompt(instruction, num_images) for instruction in texts],
+            padding=True,
+            padding_side="left",
+            return_tensors=return_tensors,
+            add_special_tokens=False,
+        )
 
     def description_token_ids(self) -> tuple[int, int]:
         """(start, end) ids around a description. End: the tokenizer's EOS, or its pad token when it has none (the
@@ -184,35 +198,43 @@ class JalaProcessor(ProcessorMixin):
         return_tensors: str | None = "pt",
         **kwargs: Any,
     ) -> BatchFeature:
-        """Returns `input_ids`, `attention_mask` (left-padded), `pixel_values` and `ssl_pixel_values`.
+        """Returns `input_ids`, `attention_mask` (left-padded), `pixel_values` (B * cameras, C, H, W: sample-major)
+        and `ssl_pixel_values` (B, C, H', W': the first camera).
 
         `images`: one image or a list (PIL / numpy, through the image processors), or a uint8 tensor (H, W, 3) /
-        (B, H, W, 3) on any device, preprocessed there by `preprocess_frame_tensors` (pixel values stay on it)."""
+        (B, H, W, 3) on any device, preprocessed there by `preprocess_frame_tensors` (pixel values stay on it).
+        Several cameras per sample: a list of per-sample lists (one image per camera, same count in every sample)
+        or a uint8 tensor (B, cameras, H, W, 3)."""
         if images is None or text is None:
             raise ValueError("JalaProcessor needs both images (one first frame per sample) and text (instructions).")
         texts = [text] if isinstance(text, str) else list(text)
         on_device = isinstance(images, Tensor)
         if on_device:
             frames = images[None] if images.dim() == 3 else images
+            cameras = frames.shape[1] if frames.dim() == 5 else 1
+            frames = frames if frames.dim() == 5 else frames[:, None]
             return_tensors = "pt"
         else:
             frames = list(images) if isinstance(images, list | tuple) else [images]
+            frames = [list(sample) if isinstance(sample, list | tuple) else [sample] for sample in frames]
+            cameras = len(frames[0]) if frames else 1
+            if any(len(sample) != cameras for sample in frames):
+                raise ValueError(
+                    f"samples have {sorted({len(sample) for sample in frames})} camera images; pass the same cameras "
+                    "(in the same order) for every sample."
+                )
         if len(frames) != len(texts):
             raise ValueError(f"got {len(frames)} images for {len(texts)} instructions; pass one first frame each.")
-        encoded = self.tokenizer(
-            [self.prompt(instruction) for instruction in texts],
-            padding=True,
-            padding_side="left",
-            return_tensors=return_tensors,
-            add_special_tokens=False,
-        )
+        encoded = self.encode_prompts(texts, cameras, return_tensors)
         if on_device:
-            pixel_values = preprocess_frame_tensors(frames, self.image_processor)
-            ssl_pixel_values = preprocess_frame_tensors(frames, self.ssl_image_processor)
+            pixel_values = preprocess_frame_tensors(frames.flatten(0, 1), self.image_processor)
+            ssl_pixel_values = preprocess_frame_tensors(frames[:, 0], self.ssl_image_processor)
         else:
-            pixel_values = self.image_processor(images=frames, return_tensors=return_tensors)["pixel_values"]
-            ssl_pixel_values = self.ssl_image_processor(images=frames, return_tensors=return_tensors)["pixel_values"]
-        if pixel_values.shape[0] != len(texts):
+            every_camera = [image for sample in frames for image in sample]
+            pixel_values = self.image_processor(images=every_camera, return_tensors=return_tensors)["pixel_values"]
+            primary = [sample[0] for sample in frames]
+            ssl_pixel_values = self.ssl_image_processor(images=primary, return_tensors=return_tensors)["pixel_values"]
+        if pixel_values.shape[0] != len(texts) * cameras:
             raise ValueError(
                 "the VLM image processor produced several tiles per image; JALA reads one first frame per sample, "
                 "so configure it without tiling (crop_to_patches=False)."

@@ -27,8 +27,11 @@ a folder written here and read it again (it concatenates the episodes files, whi
 column): image / video statistics per channel in [0, 1] as (3, 1, 1) nested lists, `count` int64, `min` / `max` in
 the feature's dtype, the others float64. The reader takes each parquet file on its own, so files that lerobot
 appended with other (compatible) types read back too.
-Videos are encoded with PyAV; the default is LeRobot's (AV1 through libsvtav1, yuv420p, GOP 2, CRF 30), and any
-codec FFmpeg knows can be chosen (`libx264` / `h264`).
+Videos are encoded with PyAV through a named `VideoEncoding`: `"lerobot"` is LeRobot's default (AV1 through
+libsvtav1, yuv420p, GOP 2, CRF 30: small files, but 4:2:0 chroma and CRF 30 blur few-pixel details such as
+Meta-World's goal markers), `"lossless"` is H.264 RGB at CRF 0 (libx264rgb: decoded frames equal the written ones,
+~6x larger files). `codec_round_trip` passes frames through an encoding, so an evaluation can see what a policy
+trained on encoded frames saw (docs/design.md §1.11, frame parity).
 """
 
 from __future__ import annotations
@@ -49,15 +52,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from modeling_jala.layout_jala import LEROBOT_ACTION_KEY, LEROBOT_IMAGE_KEY, LEROBOT_STATE_KEY
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CODEBASE_VERSION",
+    "VIDEO_ENCODINGS",
+    "VideoEncoding",
+    "codec_round_trip",
     "ActionChunkDataset",
     "LeRobotV3Dataset",
     "LeRobotV3Writer",
     "compute_feature_stats",
     "hf_features",
+    "resolve_video_encoding",
     "publish_to_hub",
     "write_dataset_card",
 ]
@@ -181,21 +190,54 @@ def _jsonable(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, li
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class VideoEncoding:
+    """How camera frames become mp4 video: an FFmpeg encoder, its pixel format and rate control.
+
+    `codec_name` is what LeRobot's info.json records (`video.codec`), the decoder-side name of the stream.
+    """
+
+    encoder: str
+    codec_name: str
+    pix_fmt: str = "yuv420p"
+    crf: int = 30
+    gop: int = 2
+
+    def options(self) -> dict[str, str]:
+        return {"crf": str(self.crf), "g": str(self.gop)}
+
+
+#: The encodings by name (`--video_encoding` of the dataset writers). "lerobot" is LeRobot's default.
+VIDEO_ENCODINGS = {
+    "lerobot": VideoEncoding("libsvtav1", "av1"),
+    "lossless": VideoEncoding("libx264rgb", "h264", pix_fmt="rgb24", crf=0),
+    "h264": VideoEncoding("libx264", "h264"),
+}
+
+
+def resolve_video_encoding(encoding: str | VideoEncoding) -> VideoEncoding:
+    if isinstance(encoding, VideoEncoding):
+        return encoding
+    if encoding not in VIDEO_ENCODINGS:
+        raise ValueError(f"unknown video encoding {encoding!r}; choose one of {sorted(VIDEO_ENCODINGS)}.")
+    return VIDEO_ENCODINGS[encoding]
+
+
 class _VideoStream:
     """One camera's open mp4 file: episodes are appended with continuous presentation timestamps."""
 
-    def __init__(self, path: Path, fps: int, height: int, width: int, codec: str, options: dict[str, str]) -> None:
+    def __init__(self, path: Path, fps: int, height: int, width: int, encoding: VideoEncoding) -> None:
         import av
 
         os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its whole configuration at info level otherwise
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.container = av.open(str(path), mode="w")
-        self.stream = self.container.add_stream(codec, rate=fps)
+        self.stream = self.container.add_stream(encoding.encoder, rate=fps)
         self.stream.width, self.stream.height = width, height
-        self.stream.pix_fmt = "yuv420p"
+        self.stream.pix_fmt = encoding.pix_fmt
         self.stream.codec_context.time_base = Fraction(1, fps)
-        self.stream.options = options
+        self.stream.options = encoding.options()
         self.frames = 0
         self.bytes = 0  # encoded so far (the file itself appears only once the encoder emits its first packet)
 
@@ -228,7 +270,8 @@ class LeRobotV3Writer:
             `image` features are stored as PNG in the data parquet (LeRobot's `Image()` column), from (T, H, W, 3)
             uint8 frames; `string` features as text.
         robot_type: free text stored in info.json.
-        codec / crf / gop: video encoding (defaults: LeRobot's libsvtav1, CRF 30, GOP 2 for fast seeking).
+        video_encoding: a `VIDEO_ENCODINGS` name or a `VideoEncoding` (default "lerobot": libsvtav1, CRF 30,
+            GOP 2 for fast seeking; "lossless" keeps every pixel).
         license / tags: for the dataset card (README.md); `tags` are added to LeRobot's own `LeRobot` tag.
 
     Use as a context manager, or call `finalize()`; without it the metadata is not written.
@@ -240,9 +283,7 @@ class LeRobotV3Writer:
         fps: int,
         features: dict[str, dict[str, Any]],
         robot_type: str | None = None,
-        codec: str = "libsvtav1",
-        crf: int = 30,
-        gop: int = 2,
+        video_encoding: str | VideoEncoding = "lerobot",
         chunks_size: int = DEFAULT_CHUNK_SIZE,
         data_files_size_in_mb: float = DEFAULT_DATA_FILE_SIZE_IN_MB,
         video_files_size_in_mb: float = DEFAULT_VIDEO_FILE_SIZE_IN_MB,
@@ -273,8 +314,7 @@ class LeRobotV3Writer:
         self.hf_features = hf_features({**self.features, **DEFAULT_FEATURES})
         self.license, self.tags = license, list(tags)
         self.robot_type = robot_type
-        self.codec = codec
-        self.video_options = {"crf": str(crf), "g": str(gop)}
+        self.video_encoding = resolve_video_encoding(video_encoding)
         self.chunks_size = chunks_size
         self.data_files_size_in_mb = data_files_size_in_mb
         self.video_files_size_in_mb = video_files_size_in_mb
@@ -398,7 +438,7 @@ class LeRobotV3Writer:
             chunk_index, file_index = self._video_files[key]
             path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=chunk_index, file_index=file_index)
             height, width = frames.shape[1:3]
-            stream = _VideoStream(path, self.fps, height, width, self.codec, self.video_options)
+            stream = _VideoStream(path, self.fps, height, width, self.video_encoding)
             self._videos[key] = stream
         start = stream.frames / self.fps
         stream.append(frames)
@@ -435,8 +475,8 @@ class LeRobotV3Writer:
                 "info": {
                     "video.height": height,
                     "video.width": width,
-                    "video.codec": self._codec_name(),
-                    "video.pix_fmt": "yuv420p",
+                    "video.codec": self.video_encoding.codec_name,
+                    "video.pix_fmt": self.video_encoding.pix_fmt,
                     "video.is_depth_map": False,
                     "video.fps": self.fps,
                     "video.channels": channels,
@@ -490,11 +530,6 @@ class LeRobotV3Writer:
             len(self.tasks),
         )
         return self.root
-
-    def _codec_name(self) -> str:
-        return {"libsvtav1": "av1", "libaom-av1": "av1", "libx264": "h264", "libx265": "hevc"}.get(
-            self.codec, self.codec
-        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -633,6 +668,38 @@ def _concat_columns(name: str, parts: Sequence[np.ndarray], paths: Sequence[Path
     if any(part.dtype == object for part in parts):
         return np.concatenate([part.astype(object) for part in parts])
     return np.concatenate(parts)
+
+
+def codec_round_trip(frames: np.ndarray, encoding: str | VideoEncoding, fps: int = 30) -> np.ndarray:
+    """(T, H, W, 3) uint8 frames after encoding into an in-memory mp4 and decoding again.
+
+    What a policy trained on a video dataset saw, for frames rendered at evaluation. A single frame is encoded on
+    its own (an intra frame); within a dataset every `gop`-th frame is one and the others are predicted, so a
+    round trip per frame is close to, not identical with, the dataset's pixels.
+    """
+    import io
+
+    import av
+
+    encoding = resolve_video_encoding(encoding)
+    frames = np.asarray(frames, dtype=np.uint8)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream(encoding.encoder, rate=fps)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = encoding.pix_fmt
+        stream.options = encoding.options()
+        for image in frames:
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
+        container.mux(stream.encode(None))
+    buffer.seek(0)
+    with av.open(buffer) as container:
+        decoded = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])
+    if decoded.shape != frames.shape:
+        raise RuntimeError(
+            f"codec round trip through {encoding.encoder} returned {decoded.shape}, not {frames.shape}."
+        )
+    return decoded
 
 
 def decode_video_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -825,19 +892,19 @@ class LeRobotV3Dataset:
 
 @dataclass
 class ActionChunkDataset:
-    """Frames of a LeRobot dataset as post-training samples: image, instruction, state and the next actions.
+    """Frames of a LeRobot dataset as post-training samples: camera images, instruction, state and the next actions.
 
-    Sample t of an episode holds the image and state at t and actions a_t .. a_{t + chunk_size - 1}; steps past
-    the episode end repeat its last action and are flagged in `action_is_pad` (LeRobot's convention), so the loss
-    can skip them. Videos are decoded into memory once (robot datasets for post-training are small; a 128 px
-    frame is 48 KiB).
+    Sample t of an episode holds its global frame `index`, the images of `image_keys` (one per camera, in that
+    order) and the state at t, and actions a_t .. a_{t + chunk_size - 1}; steps past the episode end repeat its
+    last action and are flagged in `action_is_pad` (LeRobot's convention), so the loss can skip them. Videos are
+    decoded into memory once (robot datasets for post-training are small; a 128 px frame is 48 KiB).
     """
 
     dataset: LeRobotV3Dataset
     chunk_size: int = 16
-    image_key: str = "observation.image"
-    state_key: str = "observation.state"
-    action_key: str = "action"
+    image_keys: Sequence[str] = (LEROBOT_IMAGE_KEY,)
+    state_key: str = LEROBOT_STATE_KEY
+    action_key: str = LEROBOT_ACTION_KEY
     episodes: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
@@ -846,14 +913,18 @@ class ActionChunkDataset:
                 raise KeyError(
                     f"{self.dataset.root} has no {key!r} column; features: {sorted(self.dataset.features)}."
                 )
-        image_type = self.dataset.features.get(self.image_key, {}).get("dtype")
-        if image_type == "video":
-            self.dataset.load_videos(self.image_key)
-        elif image_type != "image":
+        if isinstance(self.image_keys, str) or not self.image_keys:
+            raise ValueError(f"image_keys must be a non-empty list of image features, got {self.image_keys!r}.")
+        cameras = [k for k, v in self.dataset.features.items() if v["dtype"] in ("image", "video")]
+        missing = [key for key in self.image_keys if key not in cameras]
+        if missing:
             raise KeyError(
-                f"{self.image_key!r} is not an image or video feature of {self.dataset.root}; image features: "
-                f"{[k for k, v in self.dataset.features.items() if v['dtype'] in ('image', 'video')]}."
+                f"{missing} are not image or video features of {self.dataset.root}; its cameras: {cameras}. "
+                "Pass --image_keys with names from that list."
             )
+        for key in self.image_keys:
+            if self.dataset.features[key]["dtype"] == "video":
+                self.dataset.load_videos(key)
         chosen = range(self.dataset.num_episodes) if self.episodes is None else self.episodes
         self.indices = np.concatenate([np.arange(*self.dataset.episode_range(e)) for e in chosen])
         self.states = self.dataset.columns[self.state_key].astype(np.float32).reshape(self.dataset.num_frames, -1)
@@ -870,7 +941,8 @@ class ActionChunkDataset:
         pad = steps >= end
         steps = np.minimum(steps, end - 1)
         return {
-            "image": self.dataset.image(self.image_key, index),
+            "index": index,
+            "images": [self.dataset.image(key, index) for key in self.image_keys],
             "instruction": self.dataset.task_of(index),
             "state": self.states[index],
             "actions": self.actions[steps],
@@ -883,6 +955,6 @@ class ActionChunkDataset:
         if missing:
             raise KeyError(f"{self.dataset.root}/meta/stats.json has no entry for {missing}.")
         return {
-            "observation.state": self.dataset.stats[self.state_key],
-            "action": self.dataset.stats[self.action_key],
+            LEROBOT_STATE_KEY: self.dataset.stats[self.state_key],
+            LEROBOT_ACTION_KEY: self.dataset.stats[self.action_key],
         }

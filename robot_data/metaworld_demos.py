@@ -8,8 +8,9 @@ drawn from `--seed`; evaluation draws its placements from another seed, so they 
 until the task reports success (`--max_steps` at most); failed demonstrations are dropped and the next placement is
 tried. Per step the dataset holds:
 
-* `observation.image`: the `corner2` camera at 128 px, flipped vertically — Meta-World's corner cameras render
-  upside down;
+* `observation.image`: the `corner2` camera at 128 px, flipped vertically — Meta-World's cameras render upside
+  down; with several `--cameras` (e.g. `corner2,gripperPOV`: an external and a wrist camera, as LIBERO-style and
+  real robots have) one feature per camera, `observation.images.<camera>` (LeRobot's naming, `image_key_for`);
 * `observation.state`: end-effector xyz + gripper opening (obs[:4]), the robot's proprioception;
 * `observation.environment_state`: the full 39-d observation (object poses, goal) — stored for completeness,
   never given to the policy, which must find the objects and goals in the image;
@@ -29,6 +30,7 @@ import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -39,7 +41,13 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from robot_data.lerobot_v3 import LeRobotV3Writer
+from modeling_jala.layout_jala import (
+    LEROBOT_ACTION_KEY,
+    LEROBOT_CAMERA_KEY_PREFIX,
+    LEROBOT_IMAGE_KEY,
+    LEROBOT_STATE_KEY,
+)
+from robot_data.lerobot_v3 import VIDEO_ENCODINGS, LeRobotV3Writer
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +55,8 @@ __all__ = [
     "INSTRUCTIONS",
     "MT10_TASKS",
     "MetaWorldTaskEnv",
+    "camera_for_image_key",
+    "image_key_for",
     "generate_demos",
     "instruction_for",
     "record_demo",
@@ -78,16 +88,32 @@ INSTRUCTIONS = {
     "window-open-v3": "slide the window open",
     "window-close-v3": "slide the window closed",
 }
-IMAGE_KEY = "observation.image"
-STATE_KEY = "observation.state"
+DEFAULT_CAMERA = "corner2"
 ENV_STATE_KEY = "observation.environment_state"
-ACTION_KEY = "action"
 STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper_opening"]
 ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper_effort"]
 
 
 def instruction_for(task: str) -> str:
     return INSTRUCTIONS.get(task, task.removesuffix("-v3").replace("-", " "))
+
+
+def image_key_for(camera: str, cameras: Sequence[str]) -> str:
+    """The dataset feature of `camera` in a recording of `cameras`: `observation.image` when it is the only one,
+    else `observation.images.<camera>`."""
+    return LEROBOT_IMAGE_KEY if list(cameras) == [camera] else LEROBOT_CAMERA_KEY_PREFIX + camera
+
+
+def camera_for_image_key(image_key: str) -> str:
+    """The Meta-World camera an image feature was recorded from (the inverse of `image_key_for`)."""
+    if image_key == LEROBOT_IMAGE_KEY:
+        return DEFAULT_CAMERA
+    if image_key.startswith(LEROBOT_CAMERA_KEY_PREFIX):
+        return image_key[len(LEROBOT_CAMERA_KEY_PREFIX) :]
+    raise ValueError(
+        f"image key {image_key!r} names no Meta-World camera; expected {LEROBOT_IMAGE_KEY!r} ({DEFAULT_CAMERA}) or "
+        f"'{LEROBOT_CAMERA_KEY_PREFIX}<camera>' (e.g. {LEROBOT_CAMERA_KEY_PREFIX}gripperPOV)."
+    )
 
 
 def resolve_tasks(spec: str | list[str]) -> list[str]:
@@ -107,17 +133,20 @@ def resolve_tasks(spec: str | list[str]) -> list[str]:
 
 
 class MetaWorldTaskEnv:
-    """One Meta-World task: goal-varied episodes and a fast, upright `corner2` camera.
+    """One Meta-World task: goal-varied episodes and fast, upright cameras (`corner2` by default).
 
     Args:
         task: a V3 task name (e.g. "reach-v3").
         seed: seeds the 50 object/goal placements of Meta-World's MT1 benchmark for this task; placement
             `episode % 50` is used for episode `episode`.
         image_size: square camera resolution.
-        camera: a camera defined in the Meta-World scene (corner, corner2, corner3, topview, ...).
+        cameras: cameras of the Meta-World scene (topview, corner, corner2, corner3, corner4, behindGripper,
+            gripperPOV: the wrist camera); `render()` shows the first, `render_cameras()` all of them.
     """
 
-    def __init__(self, task: str, seed: int, image_size: int = 128, camera: str = "corner2") -> None:
+    def __init__(
+        self, task: str, seed: int, image_size: int = 128, cameras: Sequence[str] = (DEFAULT_CAMERA,)
+    ) -> None:
         import metaworld
         import mujoco
 
@@ -127,9 +156,16 @@ class MetaWorldTaskEnv:
         self.env.set_task(self.benchmark.train_tasks[0])
         self.env.model.vis.quality.offsamples = 0  # no multisampling (set before the renderer sizes its buffers)
         self.renderer = mujoco.Renderer(self.env.model, image_size, image_size)
-        self.camera = mujoco.mj_name2id(self.env.model, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-        if self.camera < 0:
-            raise ValueError(f"camera {camera!r} is not in the {task} scene; try corner, corner2, corner3 or topview.")
+        if isinstance(cameras, str) or not cameras:
+            raise ValueError(f"cameras must be a non-empty list of camera names, got {cameras!r}.")
+        known = [
+            mujoco.mj_id2name(self.env.model, mujoco.mjtObj.mjOBJ_CAMERA, index)
+            for index in range(self.env.model.ncam)
+        ]
+        unknown = [camera for camera in cameras if camera not in known]
+        if unknown:
+            raise ValueError(f"cameras {unknown} are not in the {task} scene; its cameras: {known}.")
+        self.cameras = {camera: known.index(camera) for camera in cameras}
         self.max_path_length = int(self.env.max_path_length)
         self.fps = round(1.0 / self.env.dt)
         self.obs: np.ndarray | None = None
@@ -143,14 +179,20 @@ class MetaWorldTaskEnv:
         self.obs, _ = self.env.reset()
         return self.obs
 
-    def render(self) -> np.ndarray:
-        """(H, W, 3) uint8, upright (Meta-World's corner cameras render upside down, so the image is flipped)."""
+    def render(self, camera: str | None = None) -> np.ndarray:
+        """(H, W, 3) uint8 of `camera` (default: the first), upright (Meta-World's cameras render upside down, so
+        the image is flipped)."""
         import mujoco
 
-        self.renderer.update_scene(self.env.data, camera=self.camera)
+        name = next(iter(self.cameras)) if camera is None else camera
+        self.renderer.update_scene(self.env.data, camera=self.cameras[name])
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = False
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = False
         return np.ascontiguousarray(self.renderer.render()[::-1])
+
+    def render_cameras(self) -> dict[str, np.ndarray]:
+        """{camera: (H, W, 3) uint8} for every camera of this environment."""
+        return {camera: self.render(camera) for camera in self.cameras}
 
     def state(self) -> np.ndarray:
         """Proprioception: end-effector xyz and gripper opening (the first 4 entries of the observation)."""
@@ -174,10 +216,13 @@ def record_demo(task_env: MetaWorldTaskEnv, episode: int, max_steps: int) -> dic
 
     policy = ENV_POLICY_MAP[task_env.task]()
     obs = task_env.reset(episode)
-    images, states, env_states, actions = [], [], [], []
+    keys = {camera: image_key_for(camera, list(task_env.cameras)) for camera in task_env.cameras}
+    images: dict[str, list[np.ndarray]] = {key: [] for key in keys.values()}
+    states, env_states, actions = [], [], []
     for _ in range(min(max_steps, task_env.max_path_length)):
         action = np.clip(policy.get_action(obs), -1.0, 1.0).astype(np.float32)
-        images.append(task_env.render())
+        for camera, image in task_env.render_cameras().items():
+            images[keys[camera]].append(image)
         states.append(task_env.state())
         env_states.append(obs.astype(np.float32))
         actions.append(action)
@@ -185,18 +230,20 @@ def record_demo(task_env: MetaWorldTaskEnv, episode: int, max_steps: int) -> dic
         obs = task_env.obs
         if success:
             return {
-                IMAGE_KEY: np.stack(images),
-                STATE_KEY: np.stack(states),
+                **{key: np.stack(frames) for key, frames in images.items()},
+                LEROBOT_STATE_KEY: np.stack(states),
                 ENV_STATE_KEY: np.stack(env_states),
-                ACTION_KEY: np.stack(actions),
+                LEROBOT_ACTION_KEY: np.stack(actions),
             }
     return None
 
 
-def _task_demos(job: tuple[str, int, int, int, int, str]) -> tuple[str, list[dict[str, np.ndarray]], int, int]:
+def _task_demos(
+    job: tuple[str, int, int, int, int, tuple[str, ...]],
+) -> tuple[str, list[dict[str, np.ndarray]], int, int]:
     """Worker: `count` successful demonstrations of one task (placements tried in order)."""
-    task, count, seed, image_size, max_steps, camera = job
-    task_env = MetaWorldTaskEnv(task, seed=seed, image_size=image_size, camera=camera)
+    task, count, seed, image_size, max_steps, cameras = job
+    task_env = MetaWorldTaskEnv(task, seed=seed, image_size=image_size, cameras=cameras)
     demos: list[dict[str, np.ndarray]] = []
     attempts = 0
     try:
@@ -217,10 +264,10 @@ def generate_demos(
     episodes_per_task: int,
     seed: int = 0,
     image_size: int = 128,
-    camera: str = "corner2",
+    cameras: Sequence[str] = (DEFAULT_CAMERA,),
     max_steps: int = 500,
     workers: int = 1,
-    codec: str = "libsvtav1",
+    video_encoding: str = "lossless",
 ) -> Path:
     """Record `episodes_per_task` successful expert demonstrations of every task into a LeRobot v3.0 dataset.
 
@@ -229,7 +276,7 @@ def generate_demos(
     """
     if episodes_per_task < 1:
         raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}.")
-    jobs = [(task, episodes_per_task, seed, image_size, max_steps, camera) for task in tasks]
+    jobs = [(task, episodes_per_task, seed, image_size, max_steps, tuple(cameras)) for task in tasks]
     results: dict[str, tuple[list[dict[str, np.ndarray]], int, int]] = {}
     progress = tqdm(total=len(tasks), desc="expert demonstrations", unit="task")
     if workers > 1:
@@ -248,12 +295,21 @@ def generate_demos(
     if len(fps) != 1:
         raise RuntimeError(f"tasks run at different control rates {fps}; record them into separate datasets.")
     features = {
-        IMAGE_KEY: {"dtype": "video", "shape": [image_size, image_size, 3], "names": ["height", "width", "channels"]},
-        STATE_KEY: {"dtype": "float32", "shape": [4], "names": STATE_NAMES},
+        **{
+            image_key_for(camera, cameras): {
+                "dtype": "video",
+                "shape": [image_size, image_size, 3],
+                "names": ["height", "width", "channels"],
+            }
+            for camera in cameras
+        },
+        LEROBOT_STATE_KEY: {"dtype": "float32", "shape": [4], "names": STATE_NAMES},
         ENV_STATE_KEY: {"dtype": "float32", "shape": [39], "names": None},
-        ACTION_KEY: {"dtype": "float32", "shape": [4], "names": ACTION_NAMES},
+        LEROBOT_ACTION_KEY: {"dtype": "float32", "shape": [4], "names": ACTION_NAMES},
     }
-    with LeRobotV3Writer(output_dir, fps=fps.pop(), features=features, robot_type="sawyer", codec=codec) as writer:
+    with LeRobotV3Writer(
+        output_dir, fps=fps.pop(), features=features, robot_type="sawyer", video_encoding=video_encoding
+    ) as writer:
         for task in tasks:
             demos, attempts, _ = results[task]
             if len(demos) < episodes_per_task:
@@ -266,7 +322,7 @@ def generate_demos(
                 )
             for demo in demos:
                 writer.add_episode(demo, task=instruction_for(task))
-            lengths = [len(demo[ACTION_KEY]) for demo in demos]
+            lengths = [len(demo[LEROBOT_ACTION_KEY]) for demo in demos]
             logger.info(
                 "%s: %d demos (%d attempts), %.0f steps on average", task, len(demos), attempts, np.mean(lengths)
             )
@@ -280,10 +336,20 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--episodes_per_task", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0, help="Seeds the object/goal placements (eval uses another).")
     parser.add_argument("--image_size", type=int, default=128)
-    parser.add_argument("--camera", default="corner2")
+    parser.add_argument(
+        "--cameras",
+        default=DEFAULT_CAMERA,
+        help="Comma-separated cameras, e.g. corner2,gripperPOV (external + wrist); one feature per camera.",
+    )
     parser.add_argument("--max_steps", type=int, default=500, help="Longest demonstration (Meta-World: 500).")
     parser.add_argument("--workers", type=int, default=1, help="Processes recording tasks in parallel.")
-    parser.add_argument("--codec", default="libsvtav1", help="Video codec (LeRobot's default: libsvtav1).")
+    parser.add_argument(
+        "--video_encoding",
+        default="lossless",
+        choices=sorted(VIDEO_ENCODINGS),
+        help="Camera video encoding: lossless (default; the policy trains on the pixels evaluation renders) or "
+        "lerobot (LeRobot's AV1 CRF 30).",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     start = time.perf_counter()
@@ -293,10 +359,10 @@ def main(argv: list[str] | None = None) -> Path:
         args.episodes_per_task,
         seed=args.seed,
         image_size=args.image_size,
-        camera=args.camera,
+        cameras=[camera.strip() for camera in args.cameras.split(",") if camera.strip()],
         max_steps=args.max_steps,
         workers=args.workers,
-        codec=args.codec,
+        video_encoding=args.video_encoding,
     )
     logger.info("done in %.0f s: %s", time.perf_counter() - start, folder)
     return folder

@@ -177,7 +177,7 @@ def test_pretrained_and_post_trained_folders_upload_as_they_are(
         [
             f"--model_name_or_path={jala}",
             f"--dataset={robot}",
-            "--image_key=observation.images.top",
+            "--image_keys=observation.images.top",
             f"--output_dir={tmp_path / 'policy'}",
             "--head_hidden_size=32",
             "--head_num_layers=2",

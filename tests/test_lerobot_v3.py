@@ -57,10 +57,10 @@ def test_reader_decodes_images_embedded_in_the_rows(fixture_root: Path) -> None:
     for index in (0, 13, 27):
         image = dataset.image("observation.images.wrist", index)
         assert image.shape == (8, 8, 3) and (image == frame_brightness(index)).all()  # PNG: exact
-    chunks = ActionChunkDataset(dataset, chunk_size=3, image_key="observation.images.wrist")
-    assert (chunks[20]["image"] == frame_brightness(20)).all()
-    with pytest.raises(KeyError, match="not an image or video feature"):
-        ActionChunkDataset(dataset, image_key="action")
+    chunks = ActionChunkDataset(dataset, chunk_size=3, image_keys=["observation.images.wrist"])
+    assert (chunks[20]["images"][0] == frame_brightness(20)).all()
+    with pytest.raises(KeyError, match="not image or video features"):
+        ActionChunkDataset(dataset, image_keys=["action"])
 
 
 def test_reader_rejects_metadata_that_disagrees_with_the_video(fixture_root: Path, tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_reader_rejects_metadata_that_disagrees_with_the_video(fixture_root: Pat
 
 
 def test_action_chunks_pad_past_the_episode_end(fixture_root: Path) -> None:
-    chunks = ActionChunkDataset(LeRobotV3Dataset(fixture_root), chunk_size=5, image_key=VIDEO_KEY)
+    chunks = ActionChunkDataset(LeRobotV3Dataset(fixture_root), chunk_size=5, image_keys=[VIDEO_KEY])
     assert len(chunks) == sum(LENGTHS)
     actions = expected_arrays()["action"]
     sample = chunks[16]  # episode 1 (frames 12..18): steps 16, 17, 18, then two pads
@@ -92,14 +92,14 @@ def test_action_chunks_pad_past_the_episode_end(fixture_root: Path) -> None:
     np.testing.assert_array_equal(sample["actions"][3:], actions[[18, 18]])
     assert sample["action_is_pad"].tolist() == [False, False, False, True, True]
     assert sample["instruction"] == TASKS[1]
-    assert abs(float(sample["image"].mean()) - frame_brightness(16)) < 3
+    assert abs(float(sample["images"][0].mean()) - frame_brightness(16)) < 3
     np.testing.assert_array_equal(sample["state"], expected_arrays()["observation.state"][16])
-    subset = ActionChunkDataset(LeRobotV3Dataset(fixture_root), chunk_size=5, image_key=VIDEO_KEY, episodes=[2])
+    subset = ActionChunkDataset(LeRobotV3Dataset(fixture_root), chunk_size=5, image_keys=[VIDEO_KEY], episodes=[2])
     assert len(subset) == LENGTHS[2] and not subset[0]["action_is_pad"].any()
 
 
-@pytest.mark.parametrize("codec", ["libsvtav1", "libx264"])
-def test_writer_round_trip(tmp_path: Path, codec: str) -> None:
+@pytest.mark.parametrize("encoding", ["lerobot", "h264", "lossless"])
+def test_writer_round_trip(tmp_path: Path, encoding: str) -> None:
     rng = np.random.default_rng(0)
     features = {
         "observation.image": {"dtype": "video", "shape": [32, 48, 3], "names": ["height", "width", "channels"]},
@@ -119,7 +119,7 @@ def test_writer_round_trip(tmp_path: Path, codec: str) -> None:
             }
         )
     root = tmp_path / "written"
-    with LeRobotV3Writer(root, fps=15, features=features, codec=codec) as writer:
+    with LeRobotV3Writer(root, fps=15, features=features, video_encoding=encoding) as writer:
         writer.add_episode(episodes[0], task="a")
         writer.add_episode(episodes[1], task="b")
     info = json.loads((root / "meta" / "info.json").read_text())
@@ -167,7 +167,7 @@ def _hub_episode(length: int, offset: int, seed: int) -> dict[str, np.ndarray]:
 
 def _write_hub_dataset(root: Path) -> list[dict[str, np.ndarray]]:
     episodes = [_hub_episode(6, 0, 1), _hub_episode(5, 6, 2)]
-    with LeRobotV3Writer(root, fps=FPS, features=HUB_FEATURES, codec="libx264", robot_type="fixture") as writer:
+    with LeRobotV3Writer(root, fps=FPS, features=HUB_FEATURES, video_encoding="h264", robot_type="fixture") as writer:
         writer.add_episode(episodes[0], task=TASKS[0])
         writer.add_episode(episodes[1], task=TASKS[1])
     return episodes
@@ -328,7 +328,7 @@ def test_a_folder_written_here_and_appended_by_lerobot_reads_back(tmp_path: Path
     frames = datasets.Dataset.from_parquet(data_files, cache_dir=str(tmp_path / "cache"))
     assert frames["index"] == list(range(15)) and (np.asarray(frames[14][WRIST_KEY]) == frame_brightness(14)).all()
 
-    chunk = ActionChunkDataset(dataset, chunk_size=3, image_key=WRIST_KEY)[13]
+    chunk = ActionChunkDataset(dataset, chunk_size=3, image_keys=[WRIST_KEY])[13]
     assert chunk["action_is_pad"].tolist() == [False, False, True]  # frames 13, 14, then past the end (15)
 
 

@@ -196,7 +196,7 @@ def test_from_pretrained_jala_reads_h_exactly_as_the_pretraining_model(pretraine
 
 
 def test_gradients_reach_exactly_the_trainable_parameters() -> None:
-    model = tiny_action_model().train()
+    model = tiny_action_model(vision_tower_trainable=False).train()  # the paper's frozen vision encoder
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
     for _ in range(3):  # adaLN-Zero: gradients reach the blocks once the output layer and the gates moved
         optimizer.zero_grad()
@@ -384,7 +384,7 @@ def test_posttrain_runs_under_accelerate_launch_with_two_processes(pretrained_fo
         str(REPO_ROOT / "trainers" / "posttrain.py"),
         f"--model_name_or_path={pretrained_folder}",
         f"--dataset={dataset}",
-        "--image_key=observation.images.top",
+        "--image_keys=observation.images.top",
         f"--output_dir={output}",
         "--head_hidden_size=32",
         "--head_num_layers=2",
@@ -431,3 +431,48 @@ def test_select_action_executes_n_action_steps_of_each_chunk_and_reset_clears_th
 def test_n_action_steps_outside_the_chunk_is_refused(steps: int) -> None:
     with pytest.raises(Exception, match="n_action_steps"):
         JalaForActionPrediction.config_for_actions(tiny_jala_config(), {**HEAD, "n_action_steps": steps})
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("metaworld") is None,
+    reason="Meta-World is not installed (pip install metaworld==3.1.1 mujoco; MUJOCO_GL=egl on a headless machine)",
+)
+def test_two_camera_policy_and_the_expert_run_through_the_evaluation_loop(
+    pretrained_folder: Path, tmp_path: Path
+) -> None:
+    """Demonstrations from an external and a wrist camera, a policy on both, evaluated with the AV1 round trip; and
+    the scripted expert through the same loop (the diagnostic ladder's top rung)."""
+    from robot_data.lerobot_v3 import LeRobotV3Dataset
+    from robot_data.metaworld_demos import generate_demos
+    from trainers import posttrain
+    from trainers.eval_metaworld import EXPERT, evaluate_policy
+
+    cameras = ["corner2", "gripperPOV"]
+    dataset = generate_demos(tmp_path / "demos", ["reach-v3"], episodes_per_task=1, max_steps=80, cameras=cameras)
+    info = LeRobotV3Dataset(dataset).features
+    keys = [f"observation.images.{camera}" for camera in cameras]
+    assert all(info[key]["info"]["video.codec"] == "h264" for key in keys)  # lossless by default
+    output = posttrain.main(
+        [
+            f"--model_name_or_path={pretrained_folder}",
+            f"--dataset={dataset}",
+            f"--output_dir={tmp_path / 'policy'}",
+            "--image_keys",
+            *keys,
+            f"--feature_cache_dir={tmp_path / 'cache'}",
+            "--head_hidden_size=32",
+            "--head_num_layers=2",
+            "--head_num_heads=2",
+            "--chunk_size=8",
+            "--max_steps=2",
+            "--per_device_train_batch_size=4",
+            "--report_to=none",
+        ]
+    )
+    policy = JalaForActionPrediction.from_pretrained(output)
+    assert policy.config.action_head_config.image_keys == keys and policy.vision_tower_is_trainable
+    assert list((tmp_path / "cache").glob("*.safetensors"))
+    report = evaluate_policy(output, ["reach-v3"], episodes_per_task=1, max_steps=8, frame_round_trip="lerobot")
+    assert report["frame_round_trip"] == "lerobot" and report["episodes"][0]["policy_calls"] == 2
+    expert = evaluate_policy(EXPERT, ["reach-v3"], episodes_per_task=2, max_steps=150)
+    assert expert["mean_success_rate"] == 1.0 and expert["n_action_steps"] == 1

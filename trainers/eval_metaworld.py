@@ -3,13 +3,18 @@
     MUJOCO_GL=egl python trainers/eval_metaworld.py --model outputs/jala_mt10 --tasks MT10 \
         --episodes_per_task 10 --workers 2 --output outputs/jala_mt10/eval_mt10.json [--video_dir videos/]
 
-Episodes use object/goal placements drawn with `--seed` (default 1000), which the demonstrations (seed 0) never
-showed. The policy sees what the demonstrations recorded — the upright 128 px `corner2` image, the end-effector
-state and the task instruction — and acts through the policy's own `reset()` / `select_action()`: it predicts a chunk
-of actions, executes the first `n_action_steps` of them (the policy's config, or `--n_action_steps`) and predicts
-again (receding horizon). An episode succeeds as soon as Meta-World reports success, and fails after
-`--max_steps` steps. Worker processes each load the policy once and take episodes from a shared queue; each
-episode's sampling noise is seeded from (seed, task, episode), so results do not depend on the number of workers.
+Episodes use object/goal placements drawn with `--seed` (default 1000), which the demonstrations (seed 0) never showed
+(`--seed 0` replays the training placements: a rung of the diagnostic ladder). The policy sees what the demonstrations
+recorded — its cameras (`action_head_config.image_keys`: `observation.image` is the upright 128 px `corner2` view,
+`observation.images.<camera>` any other Meta-World camera), the end-effector state and the task instruction — and acts
+through the policy's own `reset()` / `select_action()`: it predicts a chunk of actions, executes the first
+`n_action_steps` of them (the policy's config, or `--n_action_steps`) and predicts again (receding horizon). An
+episode succeeds as soon as Meta-World reports success, and fails after `--max_steps` steps. `--frame_round_trip
+lerobot` passes every rendered frame through the video codec a dataset was written with (frame parity with a policy
+trained on AV1 frames; the Meta-World demonstrations are lossless by default). `--model expert` runs Meta-World's
+scripted expert through the same loop (the ladder's top rung: what the environment, placements and step limit allow).
+Worker processes each load the policy once and take episodes from a shared queue; each episode's sampling noise is
+seeded from (seed, task, episode), so results do not depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -36,12 +41,15 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from robot_data.metaworld_demos import MetaWorldTaskEnv, instruction_for, resolve_tasks
+from robot_data.lerobot_v3 import VIDEO_ENCODINGS, codec_round_trip
+from robot_data.metaworld_demos import MetaWorldTaskEnv, camera_for_image_key, instruction_for, resolve_tasks
 
 logger = logging.getLogger("jala.eval_metaworld")
 
-__all__ = ["evaluate_policy", "main", "rollout"]
+__all__ = ["EXPERT", "ScriptedExpert", "evaluate_policy", "main", "rollout"]
 
+#: `--model` value that evaluates Meta-World's scripted expert through the same loop.
+EXPERT = "expert"
 # Per-process state of an evaluation worker (set by `_init_worker`).
 _WORKER: dict[str, Any] = {}
 
@@ -68,6 +76,46 @@ def load_policy(model: str, device: str = "cpu", trust_remote_code: bool = False
     return policy
 
 
+class ScriptedExpert:
+    """Meta-World's scripted expert behind the policy interface (`reset` / `select_action`), so that it runs through
+    exactly the evaluation loop a learned policy does. It reads the full simulator observation (object and goal
+    poses), which no learned policy here is given."""
+
+    queued_actions = 0  # acts on every step's observation
+
+    def __init__(self) -> None:
+        self.task_env: MetaWorldTaskEnv | None = None
+        self.policy: Any = None
+
+    def bind(self, task_env: MetaWorldTaskEnv) -> None:
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.task_env, self.policy = task_env, ENV_POLICY_MAP[task_env.task]()
+
+    def reset(self) -> None:
+        pass
+
+    def select_action(self, images: Any, instruction: str, state: Any, **kwargs: Any) -> torch.Tensor:
+        assert self.task_env is not None and self.task_env.obs is not None, "bind() and reset the environment first"
+        action = np.clip(self.policy.get_action(self.task_env.obs), -1.0, 1.0).astype(np.float32)
+        return torch.from_numpy(action)[None]
+
+
+def observe(task_env: MetaWorldTaskEnv, image_keys: list[str], frame_round_trip: str | None) -> dict[str, np.ndarray]:
+    """{image key: (H, W, 3) uint8} of the policy's cameras, through the codec round trip when one is asked for."""
+    images = {key: task_env.render(camera_for_image_key(key)) for key in image_keys}
+    if frame_round_trip is None:
+        return images
+    return {key: codec_round_trip(image[None], frame_round_trip)[0] for key, image in images.items()}
+
+
+def policy_image_keys(policy: Any) -> list[str]:
+    """The cameras a policy observes (none for the scripted expert, which reads the simulator state)."""
+    if isinstance(policy, ScriptedExpert):
+        return []
+    return list(policy.config.action_head_config.image_keys)
+
+
 def rollout(
     policy: Any,
     task_env: MetaWorldTaskEnv,
@@ -76,11 +124,15 @@ def rollout(
     seed: int,
     num_inference_steps: int | None = None,
     record_video: bool = False,
+    frame_round_trip: str | None = None,
 ) -> dict[str, Any]:
     """One closed-loop episode through the policy's `reset()` / `select_action()`; success, steps taken, policy
-    calls (chunks predicted) and (optionally) the frames."""
+    calls (chunks predicted) and (optionally) the frames of the first camera."""
     task_env.reset(episode)
+    if isinstance(policy, ScriptedExpert):
+        policy.bind(task_env)
     policy.reset()
+    image_keys = policy_image_keys(policy)
     instruction = instruction_for(task_env.task)
     generator = torch.Generator().manual_seed(seed)
     frames: list[np.ndarray] = []
@@ -88,16 +140,16 @@ def rollout(
     policy_time = 0.0
     while steps < min(max_steps, task_env.max_path_length):
         predicts = policy.queued_actions == 0  # the observation is read only when a chunk is predicted
-        image = task_env.render() if predicts or record_video else None
+        images = observe(task_env, image_keys, frame_round_trip) if predicts and image_keys else None
         start = time.perf_counter()
         action = policy.select_action(
-            image, instruction, task_env.state(), generator=generator, num_inference_steps=num_inference_steps
+            images, instruction, task_env.state(), generator=generator, num_inference_steps=num_inference_steps
         )
         if predicts:
             policy_time += time.perf_counter() - start
             calls += 1
         if record_video:
-            frames.append(image)
+            frames.append(task_env.render())
         success = task_env.step(action[0].cpu().numpy())
         steps += 1
         if success:
@@ -117,9 +169,12 @@ def _init_worker(options: dict[str, Any]) -> None:
     torch.set_num_threads(options["threads"])
     _WORKER.clear()
     _WORKER.update(options)
-    _WORKER["policy"] = load_policy(options["model"], options["device"], options["trust_remote_code"])
-    if options["n_action_steps"] is not None:
-        _WORKER["policy"].config.action_head_config.n_action_steps = options["n_action_steps"]
+    if options["model"] == EXPERT:
+        _WORKER["policy"] = ScriptedExpert()
+    else:
+        _WORKER["policy"] = load_policy(options["model"], options["device"], options["trust_remote_code"])
+        if options["n_action_steps"] is not None:
+            _WORKER["policy"].config.action_head_config.n_action_steps = options["n_action_steps"]
     _WORKER["envs"] = {}
 
 
@@ -133,7 +188,8 @@ def _run_episode(job: tuple[str, int]) -> dict[str, Any]:
     if task not in envs:
         for other in list(envs):  # one task's scene at a time per worker
             envs.pop(other).close()
-        envs[task] = MetaWorldTaskEnv(task, seed=_WORKER["seed"], image_size=_WORKER["image_size"])
+        cameras = [camera_for_image_key(key) for key in policy_image_keys(_WORKER["policy"])] or ["corner2"]
+        envs[task] = MetaWorldTaskEnv(task, seed=_WORKER["seed"], image_size=_WORKER["image_size"], cameras=cameras)
     start = time.perf_counter()
     result = rollout(
         _WORKER["policy"],
@@ -143,12 +199,16 @@ def _run_episode(job: tuple[str, int]) -> dict[str, Any]:
         seed=_episode_seed(_WORKER["seed"], task, episode),
         num_inference_steps=_WORKER["num_inference_steps"],
         record_video=_WORKER["video_dir"] is not None,
+        frame_round_trip=_WORKER["frame_round_trip"],
     )
     frames = result.pop("frames")
     if frames:
         result["video"] = str(_write_video(Path(_WORKER["video_dir"]), task, episode, frames, result["success"]))
-    head = _WORKER["policy"].config.action_head_config
-    executed = head.n_action_steps or head.chunk_size
+    policy = _WORKER["policy"]
+    if isinstance(policy, ScriptedExpert):
+        executed = 1
+    else:
+        executed = policy.config.action_head_config.n_action_steps or policy.config.action_head_config.chunk_size
     result.update(task=task, episode=episode, seconds=time.perf_counter() - start, n_action_steps=executed)
     return result
 
@@ -181,9 +241,14 @@ def evaluate_policy(
     image_size: int = 128,
     video_dir: str | Path | None = None,
     trust_remote_code: bool = False,
+    frame_round_trip: str | None = None,
 ) -> dict[str, Any]:
-    """Success rate per task (and their mean) of the policy in `model` over held-out placements; `n_action_steps`
-    overrides the policy's `action_head_config.n_action_steps` (None keeps it)."""
+    """Success rate per task (and their mean) of the policy in `model` (a post-training folder, or `EXPERT` for
+    Meta-World's scripted expert) over the placements of `seed`; `n_action_steps` overrides the policy's
+    `action_head_config.n_action_steps` (None keeps it); `frame_round_trip` names a `VIDEO_ENCODINGS` entry every
+    observed frame passes through."""
+    if frame_round_trip is not None and frame_round_trip not in VIDEO_ENCODINGS:
+        raise ValueError(f"frame_round_trip={frame_round_trip!r}; choose one of {sorted(VIDEO_ENCODINGS)} or None.")
     if n_action_steps is not None and n_action_steps < 1:
         raise ValueError(f"n_action_steps must be >= 1, got {n_action_steps}.")
     options = {
@@ -196,6 +261,7 @@ def evaluate_policy(
         "n_action_steps": n_action_steps,
         "num_inference_steps": num_inference_steps,
         "video_dir": None if video_dir is None else str(video_dir),
+        "frame_round_trip": frame_round_trip,
         "threads": max(1, (os.cpu_count() or 1) // max(1, workers)),
     }
     jobs = [(task, episode) for task in tasks for episode in range(episodes_per_task)]
@@ -239,6 +305,7 @@ def evaluate_policy(
         "max_steps": max_steps,
         "n_action_steps": results[0]["n_action_steps"] if results else n_action_steps,
         "num_inference_steps": num_inference_steps,
+        "frame_round_trip": frame_round_trip,
         "workers": workers,
         "mean_predict_action_seconds": sum(r["policy_seconds"] for r in results) / max(1, calls),
         "wall_time_s": round(time.perf_counter() - start, 1),
@@ -261,7 +328,11 @@ def format_table(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="Post-training output folder (JalaForActionPrediction).")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help=f"Post-training output folder (JalaForActionPrediction), or {EXPERT!r}: Meta-World's scripted expert.",
+    )
     parser.add_argument("--tasks", default="MT10", help="'MT10', 'all' or comma-separated task names.")
     parser.add_argument("--episodes_per_task", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1000, help="Placement seed (demonstrations used 0).")
@@ -278,6 +349,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument("--video_dir", default=None, help="Write one mp4 per episode here.")
     parser.add_argument("--trust_remote_code", action="store_true", help="Load with the folder's own code.")
+    parser.add_argument(
+        "--frame_round_trip",
+        default=None,
+        choices=sorted(VIDEO_ENCODINGS),
+        help="Pass observed frames through this video encoding (what a policy trained on such video saw).",
+    )
     parser.add_argument("--output", default=None, help="Write the report (JSON) here.")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -294,6 +371,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         image_size=args.image_size,
         video_dir=args.video_dir,
         trust_remote_code=args.trust_remote_code,
+        frame_round_trip=args.frame_round_trip,
     )
     logger.info("success rates of %s\n%s", args.model, format_table(report))
     if args.output:

@@ -7,9 +7,12 @@
 
 `--model_name_or_path` is a JALA pretraining folder (`JalaForMotionPretraining`, the paper's starting point) or an
 action-model folder to continue from; `--from_scratch` builds the same action model with random weights (the
-baseline "without JALA pretraining"). The vision encoder stays frozen, the language model is fine-tuned (or LoRA
-adapters with `--use_lora`). Defaults follow the paper's post-training: AdamW lr 1e-4, weight decay 0.05,
-betas (0.9, 0.95), 5% warmup + cosine, gradient clipping 1.0. State/action normalisation statistics come from the
+baseline "without JALA pretraining"). The language model is fine-tuned (or LoRA adapters with `--use_lora`); the
+VLM's vision tower is fine-tuned when the backbone was built from scratch and stays frozen for a released VLM (the
+paper's choice), unless `--vision_tower_trainable true|false` says otherwise. `--image_keys` names the cameras (one
+or several, e.g. `observation.images.corner2 observation.images.gripperPOV`); they are stored with the policy.
+Defaults follow the paper's post-training: AdamW lr 1e-4, weight decay 0.05, betas (0.9, 0.95), 5% warmup + cosine,
+gradient clipping 1.0. State/action normalisation statistics come from the
 dataset's meta/stats.json and are saved in the model. A word-level text tokenizer (the from-scratch tiny models')
 learns the robot data's new instruction words; real VLM tokenizers need nothing.
 
@@ -37,9 +40,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modeling_jala.configuration_jala import JalaConfig, hub_repo_id, shareable_name_or_path
+from modeling_jala.layout_jala import LEROBOT_ACTION_KEY, LEROBOT_IMAGE_KEY, LEROBOT_STATE_KEY
 from modeling_jala.modeling_jala_action import JalaForActionPrediction
 from modeling_jala.processing_jala import JalaProcessor
 from robot_data.lerobot_v3 import ActionChunkDataset, LeRobotV3Dataset
+from trainers.feature_cache import FrozenFeatureCache
 from trainers.model_card import write_policy_card
 from trainers.plotting import plot_training_curves
 from trainers.presets import words
@@ -73,6 +78,10 @@ class ModelArguments:
     head_num_layers: int = field(default=16, metadata={"help": "DiT blocks, alternating cross/self (paper: 16)."})
     head_num_heads: int = field(default=32, metadata={"help": "DiT attention heads (paper: 32)."})
     num_inference_steps: int = field(default=4, metadata={"help": "Euler steps of the sampler (paper: 4)."})
+    vision_tower_trainable: bool | None = field(
+        default=None,
+        metadata={"help": "Fine-tune the VLM's vision tower (default: only for a backbone built from scratch)."},
+    )
     use_lora: bool = field(default=False, metadata={"help": "Fine-tune the language model through LoRA (peft)."})
     lora_rank: int = field(default=16)
     truncate_after_align_layer: bool = field(
@@ -83,9 +92,21 @@ class ModelArguments:
 @dataclass
 class DataArguments:
     dataset: str = field(metadata={"help": "LeRobot v3.0 dataset folder (e.g. from robot_data.metaworld_demos)."})
-    image_key: str = field(default="observation.image")
-    state_key: str = field(default="observation.state")
-    action_key: str = field(default="action")
+    image_keys: list[str] = field(
+        default_factory=lambda: [LEROBOT_IMAGE_KEY],
+        metadata={"help": "Camera features the policy sees, in order (the first also feeds the SSL encoder)."},
+    )
+    state_key: str = field(default=LEROBOT_STATE_KEY)
+    action_key: str = field(default=LEROBOT_ACTION_KEY)
+    feature_cache: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute frozen per-frame features (SSL encoder; a frozen vision tower's) once and reuse them."
+        },
+    )
+    feature_cache_dir: str | None = field(
+        default=None, metadata={"help": "Where cached features live (default: $HF_HOME/jala/feature_cache)."}
+    )
 
 
 @dataclass
@@ -99,18 +120,32 @@ class PosttrainTrainingArguments(PaperTrainingArguments):
 
 @dataclass
 class ActionChunkCollator:
-    """Samples of `ActionChunkDataset` -> the action model's batch: processor inputs + raw state / actions."""
+    """Samples of `ActionChunkDataset` -> the action model's batch: processor inputs + raw state / actions.
+
+    Camera frames of one size are stacked into a uint8 tensor (B, cameras, H, W, 3) and preprocessed as batched
+    tensor ops (`preprocess_frame_tensors`: within one 8-bit step of the PIL path, several times faster on CPU);
+    frames of mixed sizes take the PIL path. With a `FrozenFeatureCache`, the SSL features (and, for a frozen vision
+    tower, the image features) of the batch's frames are read from it instead of being computed.
+    """
 
     processor: JalaProcessor
+    feature_cache: FrozenFeatureCache | None = None
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        inputs = self.processor(
-            images=[sample["image"] for sample in samples],
-            text=[sample["instruction"] for sample in samples],
-            return_tensors="pt",
-        )
+        texts = [sample["instruction"] for sample in samples]
+        images: Any = [sample["images"] for sample in samples]
+        cached = self.feature_cache.batch_features([s["index"] for s in samples]) if self.feature_cache else {}
+        if "image_features" in cached:
+            inputs = dict(self.processor.encode_prompts(texts, len(images[0])))
+        else:
+            if len({image.shape for sample in images for image in sample}) == 1:
+                images = torch.from_numpy(np.stack([np.stack(sample) for sample in images]))
+            inputs = dict(self.processor(images=images, text=texts, return_tensors="pt"))
+        if cached:
+            inputs.pop("ssl_pixel_values", None)
         return {
-            **dict(inputs),
+            **inputs,
+            **cached,
             "state": torch.from_numpy(np.stack([sample["state"] for sample in samples])),
             "actions": torch.from_numpy(np.stack([sample["actions"] for sample in samples])),
             "action_is_pad": torch.from_numpy(np.stack([sample["action_is_pad"] for sample in samples])),
@@ -158,7 +193,7 @@ def extend_word_vocabulary(processor: JalaProcessor, texts: list[str]) -> int:
 
 
 def build_model(
-    model_args: ModelArguments, action_dim: int, state_dim: int
+    model_args: ModelArguments, action_dim: int, state_dim: int, image_keys: list[str]
 ) -> tuple[JalaForActionPrediction, JalaProcessor]:
     """The action model and its processor from `--model_name_or_path` (pretrained, continued or from scratch)."""
     processor = JalaProcessor.from_pretrained(model_args.model_name_or_path)
@@ -172,6 +207,8 @@ def build_model(
         "num_layers": model_args.head_num_layers,
         "num_heads": model_args.head_num_heads,
         "num_inference_steps": model_args.num_inference_steps,
+        "image_keys": list(image_keys),
+        "vision_tower_trainable": model_args.vision_tower_trainable,
         "use_lora": model_args.use_lora,
         "lora_rank": model_args.lora_rank,
     }
@@ -185,6 +222,11 @@ def build_model(
                 f"{model_args.model_name_or_path} predicts action_dim={existing.action_dim} from "
                 f"state_dim={existing.state_dim}, the dataset has {action_dim} / {state_dim}; start from a "
                 "pretraining folder instead."
+            )
+        if list(existing.image_keys) != list(image_keys):
+            raise ValueError(
+                f"{model_args.model_name_or_path} sees cameras {existing.image_keys}, --image_keys asks for "
+                f"{list(image_keys)}; pass the policy's cameras or start from a pretraining folder."
             )
         return model, processor
     if model_args.from_scratch:
@@ -205,22 +247,27 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     set_seed(training_args.seed)
     dataset = LeRobotV3Dataset(data_args.dataset)
-    for key in (data_args.state_key, data_args.action_key, data_args.image_key):
+    for key in (data_args.state_key, data_args.action_key, *data_args.image_keys):
         if key not in dataset.features:
             raise KeyError(f"{data_args.dataset} has no feature {key!r}; its features: {sorted(dataset.features)}.")
     state_dim = int(np.prod(dataset.features[data_args.state_key]["shape"]))
     action_dim = int(np.prod(dataset.features[data_args.action_key]["shape"]))
-    model, processor = build_model(model_args, action_dim=action_dim, state_dim=state_dim)
+    model, processor = build_model(model_args, action_dim, state_dim, data_args.image_keys)
     if extend_word_vocabulary(processor, list(dataset.tasks.values())):
         model.resize_text_embeddings(len(processor.tokenizer))
     chunks = ActionChunkDataset(
         dataset,
         chunk_size=model.config.action_head_config.chunk_size,
-        image_key=data_args.image_key,
+        image_keys=data_args.image_keys,
         state_key=data_args.state_key,
         action_key=data_args.action_key,
     )
     model.set_normalization_stats(chunks.normalization_stats())
+    feature_cache = None
+    if data_args.feature_cache:
+        with training_args.main_process_first(desc="frozen feature cache"):
+            model.to(training_args.device)  # the frozen encoders run where training will
+            feature_cache = FrozenFeatureCache(model, processor, chunks, data_args.feature_cache_dir)
     logger.info(
         "post-training on %d frames of %d episodes (%d tasks); %.2fM trainable of %.2fM parameters",
         len(chunks),
@@ -230,7 +277,10 @@ def main(argv: list[str] | None = None) -> Path:
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
     trainer = JalaPosttrainTrainer(
-        model=model, args=training_args, train_dataset=chunks, data_collator=ActionChunkCollator(processor)
+        model=model,
+        args=training_args,
+        train_dataset=chunks,
+        data_collator=ActionChunkCollator(processor, feature_cache),
     )
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
