@@ -472,6 +472,8 @@ def test_two_camera_policy_and_the_expert_run_through_the_evaluation_loop(
     policy = JalaForActionPrediction.from_pretrained(output)
     assert policy.config.action_head_config.image_keys == keys and policy.vision_tower_is_trainable
     assert list((tmp_path / "cache").glob("*.safetensors"))
+    card = (output / "README.md").read_text()
+    assert "vision tower fine-tuned" in card and '"observation.images.gripperPOV": image_1' in card
     report = evaluate_policy(output, ["reach-v3"], episodes_per_task=1, max_steps=8, frame_round_trip="lerobot")
     assert report["frame_round_trip"] == "lerobot" and report["episodes"][0]["policy_calls"] == 2
     expert = evaluate_policy(EXPERT, ["reach-v3"], episodes_per_task=2, max_steps=150)

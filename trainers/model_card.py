@@ -198,13 +198,22 @@ def write_policy_card(
     text = model.config.vlm_config.get_text_config()
     task_list = "\n".join(f"- {task}" for task in tasks)
     start = _starting_point(summary["start"], base_model)
+    cameras = ", ".join(f"`{key}`" for key in head.image_keys)
+    vision = "fine-tuned" if model.vision_tower_is_trainable else "frozen"
+    if len(head.image_keys) == 1:
+        call = 'policy.predict_action(image, "open the drawer", state)'
+    else:
+        images = ", ".join(f'"{key}": image_{index}' for index, key in enumerate(head.image_keys))
+        call = f'policy.predict_action({{{images}}}, "open the drawer", state)'
+    steps = head.n_action_steps or head.chunk_size
     card = (
         front_matter(["vision-language-action", "flow-matching", "lerobot"], "robotics", base_model, datasets)
         + f"""
 # JALA policy — flow-matching action head on JALA predictive embeddings
 
 A JALA ({PAPER}) VLA: the VLM ({model.config.vlm_config.model_type}, decoder kept up to its align layer
-{model.config.align_layer}, width {text.hidden_size}) reads the camera image and the instruction, its predictive
+{model.config.align_layer}, width {text.hidden_size}; vision tower {vision}) reads the camera images ({cameras}) and
+the instruction, its predictive
 embeddings at placeholder motion slots condition a DiT ({head.num_layers} layers, {head.num_heads} heads, width
 {head.hidden_size}) that samples {head.chunk_size}-step chunks of {head.action_dim}-d actions from the
 {head.state_dim}-d robot state in {head.num_inference_steps} Euler steps of diffusers'
@@ -216,7 +225,10 @@ embeddings at placeholder motion slots condition a DiT ({head.num_layers} layers
 from transformers import AutoModel
 
 policy = AutoModel.from_pretrained("path/to/this/folder", trust_remote_code=True).eval()
-actions = policy.predict_action(image, "open the drawer", state)  # (1, {head.chunk_size}, {head.action_dim}) raw
+actions = {call}  # (1, {head.chunk_size}, {head.action_dim}) raw
+# closed loop: reset() per episode, then one action per control step ({steps} executed per predicted chunk)
+policy.reset()
+action = {call.replace("predict_action", "select_action")}
 ```
 
 ## Training
