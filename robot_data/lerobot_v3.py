@@ -28,10 +28,10 @@ column): image / video statistics per channel in [0, 1] as (3, 1, 1) nested list
 the feature's dtype, the others float64. The reader takes each parquet file on its own, so files that lerobot
 appended with other (compatible) types read back too.
 Videos are encoded with PyAV through a named `VideoEncoding`: `"lerobot"` is LeRobot's default (AV1 through
-libsvtav1, yuv420p, GOP 2, CRF 30: small files, but 4:2:0 chroma and CRF 30 blur few-pixel details such as
-Meta-World's goal markers), `"lossless"` is H.264 RGB at CRF 0 (libx264rgb: decoded frames equal the written ones,
-~6x larger files). `codec_round_trip` passes frames through an encoding, so an evaluation can see what a policy
-trained on encoded frames saw (docs/design.md §1.11, frame parity).
+libsvtav1, yuv420p, GOP 2, CRF 30: small files, but 4:2:0 chroma and CRF 30 blur few-pixel details such as Meta-
+World's goal markers), `"lossless"` is H.264 RGB at CRF 0 (libx264rgb: decoded frames equal the written ones, 5.6x
+larger files for 128 px Meta-World frames). `codec_round_trip` passes frames through an encoding, so an evaluation
+can see what a policy trained on encoded frames saw (docs/design.md §1.11, frame parity).
 """
 
 from __future__ import annotations
