@@ -419,7 +419,8 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         """Flow-matching loss on raw-unit `state` (B, state_dim) and `actions` (B, T, action_dim).
 
         `action_is_pad` (B, T) marks chunk steps past the episode end (LeRobot's convention); they carry no loss.
-        `noise` and `sigma` override the sampled ε and σ (tests).
+        `ssl_features` / `image_features` replace `ssl_pixel_values` / `pixel_values` with cached frozen features
+        (`predictive_embeddings`). `noise` and `sigma` override the sampled ε and σ (tests).
         """
         if state is None or actions is None:
             raise ValueError(
