@@ -43,14 +43,8 @@ from trainers.posttrain import ActionChunkCollator, ModelArguments, build_model,
 class PilCollator(ActionChunkCollator):
     """The collator before batched tensor preprocessing: lists of numpy frames through the PIL image processors."""
 
-    def __call__(self, samples):
-        inputs = dict(self.processor(images=[s["images"] for s in samples], text=[s["instruction"] for s in samples]))
-        return {
-            **inputs,
-            "state": torch.from_numpy(np.stack([s["state"] for s in samples])),
-            "actions": torch.from_numpy(np.stack([s["actions"] for s in samples])),
-            "action_is_pad": torch.from_numpy(np.stack([s["action_is_pad"] for s in samples])),
-        }
+    def processor_inputs(self, images, texts):
+        return self.processor(images=images, text=texts, return_tensors="pt")
 
 
 def time_steps(model, collate, chunks, batch_size: int, steps: int, seed: int) -> dict[str, float]:

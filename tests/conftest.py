@@ -9,6 +9,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 
 # Tests never reach the Hub; everything is built locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,6 +20,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 #: The paper's token layout (4 steps x 2 groups x 8 layers per part) at widths a CPU trains in seconds.
 TINY_TOKENIZER = {"codebook_size": 64, "code_dim": 32, "hidden_size": 64, "num_res_blocks": 1}
+
+
+@pytest.fixture
+def single_torch_thread():
+    """Tiny tensors run fastest on one thread; with several, a busy shared CPU makes each op wait for the others."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -23,12 +23,7 @@ HEAD = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "action_dim": 3, "st
 FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def policy(**head: object) -> JalaForActionPrediction:

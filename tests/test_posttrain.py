@@ -37,13 +37,7 @@ K = 128
 INSTRUCTIONS = ["pick up the red cup", "push the box"]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Tiny tensors run fastest on one thread; with several, a busy shared CPU makes each op wait for the others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def images() -> list[np.ndarray]:

@@ -133,14 +133,12 @@ class ActionChunkCollator:
 
     def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         texts = [sample["instruction"] for sample in samples]
-        images: Any = [sample["images"] for sample in samples]
+        images = [sample["images"] for sample in samples]
         cached = self.feature_cache.batch_features([s["index"] for s in samples]) if self.feature_cache else {}
         if "image_features" in cached:
             inputs = dict(self.processor.encode_prompts(texts, len(images[0])))
         else:
-            if len({image.shape for sample in images for image in sample}) == 1:
-                images = torch.from_numpy(np.stack([np.stack(sample) for sample in images]))
-            inputs = dict(self.processor(images=images, text=texts, return_tensors="pt"))
+            inputs = dict(self.processor_inputs(images, texts))
         if cached:
             inputs.pop("ssl_pixel_values", None)
         return {
@@ -150,6 +148,12 @@ class ActionChunkCollator:
             "actions": torch.from_numpy(np.stack([sample["actions"] for sample in samples])),
             "action_is_pad": torch.from_numpy(np.stack([sample["action_is_pad"] for sample in samples])),
         }
+
+    def processor_inputs(self, images: list[list[np.ndarray]], texts: list[str]) -> Any:
+        """The processor's outputs for per-sample camera frames: one uint8 tensor when every frame has one size."""
+        if len({image.shape for sample in images for image in sample}) == 1:
+            return self.processor(images=torch.from_numpy(np.stack([np.stack(s) for s in images])), text=texts)
+        return self.processor(images=images, text=texts, return_tensors="pt")
 
 
 class JalaPosttrainTrainer(StrictResumeMixin, Trainer):
