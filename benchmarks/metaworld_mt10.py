@@ -11,10 +11,15 @@ over several seeds, with a diagnostic ladder that says where a low success rate 
    by side (`--threads` torch threads each), so they see the same machine load;
 3. closed-loop evaluation of every policy on held-out placements (`trainers/eval_metaworld.py`, seed 1000), and
    the ladder: Meta-World's scripted expert through the same loop on the same placements (what the environment and
-   step limit allow), the first seed's policies on their training placements (seed 0: fitting vs generalising),
+   step limit allow), the same expert with the goal withheld (it sees the mean training goal: what a policy that
+   cannot read the goal off the image could at best do), the first seed's policies on their training placements
+   (seed 0: fitting vs generalising),
    and with `--frame_parity` the first from-scratch policy with every observed frame through LeRobot's AV1 codec
    (what a policy trained on AV1 frames while evaluated on raw renders faces, in reverse);
-4. a JSON + markdown record under `benchmarks/results/` — per task and seed, mean ± standard deviation over seeds,
+4. where the goal is visible (`robot_data.metaworld_goal_visibility`): per task, whether an object in view fixes the
+   goal or only its 2 cm marker shows it; means are reported over all tasks and over the tasks whose goal
+   an object in view fixes;
+5. a JSON + markdown record under `benchmarks/results/` — per task and seed, mean ± standard deviation over seeds,
    the difference pretrained − scratch with its standard error — and a PNG: loss curves and success per task.
 
 `--reuse` keeps whatever a previous run in `--work_dir` finished (trained policies, evaluations) and redoes the rest,
@@ -31,6 +36,7 @@ import os
 import platform
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,11 +45,19 @@ from benchmark_machine import cpu_model
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from robot_data.metaworld_demos import camera_for_image_key, image_key_for  # noqa: E402
+from robot_data.metaworld_demos import (  # noqa: E402
+    DEMONSTRATION_SEED,
+    EVALUATION_SEED,
+    MT10_TASKS,
+    camera_for_image_key,
+    image_key_for,
+)
+from robot_data.metaworld_goal_visibility import GoalVisibility, format_table, goal_visibility  # noqa: E402
+from trainers.eval_metaworld import EXPERT, EXPERT_GOAL_WITHHELD  # noqa: E402
 
 logger = logging.getLogger("jala.benchmarks.metaworld_mt10")
 STARTS = {"jala": "pretrained JALA", "scratch": "from scratch"}
-HELD_OUT_SEED, TRAINING_SEED = 1000, 0
+HELD_OUT_SEED, TRAINING_SEED = EVALUATION_SEED, DEMONSTRATION_SEED
 
 
 def machine() -> str:
@@ -144,6 +158,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name, process in processes.items():
         if process.wait():
             raise RuntimeError(f"post-training {name} failed; see {work / f'{name}.log'}")
+    visibility = goal_visibility_rows(work / "goal_visibility.json", cameras, args.reuse)
+    goal_in_view = [row.task for row in visibility if row.fixed_by_visible_object]
     report = {
         "date": datetime.datetime.now().isoformat(timespec="minutes"),
         "machine": machine(),
@@ -166,6 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "runs": {},
         "ladder": {},
+        "goal_visibility": [asdict(row) for row in visibility],
+        "tasks_with_goal_fixed_by_a_visible_object": goal_in_view,
+        "reused_policies": [name for name in runs if name not in processes],
     }
     for name in runs:
         output = work / name
@@ -175,6 +194,7 @@ def main(argv: list[str] | None = None) -> dict:
             "start": runs[name][0],
             "seed": runs[name][1],
             "mean_success_rate": result["mean_success_rate"],
+            "mean_success_rate_goal_in_view": subset_mean(result, goal_in_view),
             "success_rate_per_task": {task: entry["success_rate"] for task, entry in result["tasks"].items()},
             "train_wall_time_s": summary["wall_time_s"],
             "final_train_loss": summary["final_loss"],
@@ -185,8 +205,12 @@ def main(argv: list[str] | None = None) -> dict:
         }
     report["summary"] = summarise(report["runs"])
     if not args.no_ladder:
-        expert = evaluate("expert", work / "expert_eval.json", args, work / "expert_eval.log")
+        expert = evaluate(EXPERT, work / "expert_eval.json", args, work / "expert_eval.log")
         report["ladder"]["expert, held-out placements"] = rates(expert)
+        blind = evaluate(
+            EXPERT_GOAL_WITHHELD, work / "expert_goal_withheld_eval.json", args, work / "expert_goal_withheld_eval.log"
+        )
+        report["ladder"]["expert, goal withheld (mean training goal), held-out placements"] = rates(blind)
         for start in STARTS:
             name = f"{start}_seed{seeds[0]}"
             training = evaluate(
@@ -221,6 +245,22 @@ def main(argv: list[str] | None = None) -> dict:
     return report
 
 
+def goal_visibility_rows(path: Path, cameras: list[str], reuse: bool) -> list[GoalVisibility]:
+    """`goal_visibility` of every MT10 task for the policies' cameras (kept in the work dir; reused with --reuse)."""
+    if reuse and path.exists():
+        rows = [GoalVisibility(**row) for row in json.loads(path.read_text())]
+        if rows and list(rows[0].marker_pixels) == cameras:
+            return rows
+    rows = [goal_visibility(task, cameras) for task in MT10_TASKS]
+    path.write_text(json.dumps([asdict(row) for row in rows], indent=1))
+    return rows
+
+
+def subset_mean(result: dict, tasks: list[str]) -> float:
+    """Mean success over `tasks` only."""
+    return float(np.mean([result["tasks"][task]["success_rate"] for task in tasks])) if tasks else float("nan")
+
+
 def rates(result: dict) -> dict:
     return {
         "mean_success_rate": result["mean_success_rate"],
@@ -236,16 +276,27 @@ def summarise(runs: dict) -> dict:
         mine = [run for run in runs.values() if run["start"] == start]
         tasks = list(mine[0]["success_rate_per_task"])
         mean, std = mean_std([run["mean_success_rate"] for run in mine])
+        in_view_mean, in_view_std = mean_std([run["mean_success_rate_goal_in_view"] for run in mine])
         summary[start] = {
             "seeds": len(mine),
             "mean_success_rate": mean,
             "std_over_seeds": std,
+            "mean_success_rate_goal_in_view": in_view_mean,
+            "std_over_seeds_goal_in_view": in_view_std,
             "per_task": {task: mean_std([run["success_rate_per_task"][task] for run in mine]) for task in tasks},
         }
     jala, scratch = summary["jala"], summary["scratch"]
     error = np.sqrt(jala["std_over_seeds"] ** 2 / jala["seeds"] + scratch["std_over_seeds"] ** 2 / scratch["seeds"])
     summary["difference_jala_minus_scratch"] = {
         "mean": jala["mean_success_rate"] - scratch["mean_success_rate"],
+        "standard_error": float(error),
+    }
+    error = np.sqrt(
+        jala["std_over_seeds_goal_in_view"] ** 2 / jala["seeds"]
+        + scratch["std_over_seeds_goal_in_view"] ** 2 / scratch["seeds"]
+    )
+    summary["difference_jala_minus_scratch_goal_in_view"] = {
+        "mean": jala["mean_success_rate_goal_in_view"] - scratch["mean_success_rate_goal_in_view"],
         "standard_error": float(error),
     }
     return summary
@@ -271,35 +322,45 @@ def plot(report: dict, training_logs: dict[str, Path], path: Path) -> Path:
         f"{STARTS[start]} (mean {summary[start]['mean_success_rate']:.2f})": summary[start]["per_task"]
         for start in STARTS
     }
-    expert = report["ladder"].get("expert, held-out placements")
-    width = 0.8 / (len(series) + (expert is not None))
+    experts = {
+        label: report["ladder"][rung]
+        for label, rung in (
+            ("scripted expert", "expert, held-out placements"),
+            ("expert, goal withheld", "expert, goal withheld (mean training goal), held-out placements"),
+        )
+        if rung in report["ladder"]
+    }
+    width = 0.8 / (len(series) + len(experts))
     positions = np.arange(len(tasks))
     for index, (label, per_task) in enumerate(series.items()):
         means = [per_task[task][0] for task in tasks]
         stds = [per_task[task][1] for task in tasks]
         bars.bar(positions + index * width, means, width, yerr=stds, capsize=2, label=label)
-    if expert is not None:
-        values = [expert["success_rate_per_task"][task] for task in tasks]
+    for index, (label, rung) in enumerate(experts.items()):
         bars.bar(
-            positions + len(series) * width,
-            values,
+            positions + (len(series) + index) * width,
+            [rung["success_rate_per_task"][task] for task in tasks],
             width,
-            color="0.7",
-            label=f"scripted expert (mean {expert['mean_success_rate']:.2f})",
+            color="0.7" if index == 0 else "0.88",
+            hatch=None if index == 0 else "//",
+            label=f"{label} (mean {rung['mean_success_rate']:.2f})",
         )
+    in_view = set(report.get("tasks_with_goal_fixed_by_a_visible_object", tasks))
     bars.set_xticks(
-        positions + width * (len(series) - (expert is None)) / 2,
-        [t.removesuffix("-v3") for t in tasks],
+        positions + width * (len(series) + len(experts) - 1) / 2,
+        [t.removesuffix("-v3") + ("" if t in in_view else " *") for t in tasks],
         rotation=30,
         ha="right",
     )
+    bars.set_xlabel("* goal shown only by its 2 cm marker (no object in view fixes it)")
     bars.set(
         ylabel="success rate",
-        ylim=(0, 1.05),
+        ylim=(0, 1.3),
+        yticks=np.linspace(0, 1, 6),
         title="Meta-World MT10, held-out placements (error bars: std over seeds)",
     )
     bars.grid(alpha=0.3, axis="y")
-    bars.legend(fontsize=8)
+    bars.legend(fontsize=8, ncol=2, loc="upper center")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -335,6 +396,13 @@ def markdown(report: dict) -> str:
     cells = [f"**{summary[s]['mean_success_rate']:.3f} ± {summary[s]['std_over_seeds']:.3f}**" for s in STARTS]
     cells += [f"**{runs[n]['mean_success_rate']:.3f}**" for n in names]
     lines.append("| **mean** | " + " | ".join(cells) + " |")
+    in_view = report["tasks_with_goal_fixed_by_a_visible_object"]
+    cells = [
+        f"**{summary[s]['mean_success_rate_goal_in_view']:.3f} ± {summary[s]['std_over_seeds_goal_in_view']:.3f}**"
+        for s in STARTS
+    ]
+    cells += [f"**{runs[n]['mean_success_rate_goal_in_view']:.3f}**" for n in names]
+    lines.append(f"| **mean, goal fixed by an object in view ({len(in_view)} tasks)** | " + " | ".join(cells) + " |")
     blank = " | " * len(STARTS)
     lines.append(
         "| train wall time (s) |" + blank + " | ".join(f"{runs[n]['train_wall_time_s']:.0f}" for n in names) + " |"
@@ -343,11 +411,18 @@ def markdown(report: dict) -> str:
         "| final train loss |" + blank + " | ".join(f"{runs[n]['final_train_loss']:.3f}" for n in names) + " |"
     )
     difference = summary["difference_jala_minus_scratch"]
+    in_view_difference = summary["difference_jala_minus_scratch_goal_in_view"]
     lines += [
         "",
         f"Pretrained − scratch: {difference['mean']:+.3f} ± {difference['standard_error']:.3f} "
-        "(standard error over seeds).",
+        f"(standard error over seeds); on the {len(in_view)} tasks whose goal an object in view fixes: "
+        f"{in_view_difference['mean']:+.3f} ± {in_view_difference['standard_error']:.3f}.",
     ]
+    if report["reused_policies"]:
+        lines.append(
+            f"Reused policies (trained by an earlier invocation with the same budget, maybe under another machine "
+            f"load; wall time not comparable): {', '.join(report['reused_policies'])}."
+        )
     if report["ladder"]:
         lines += [
             "",
@@ -359,6 +434,17 @@ def markdown(report: dict) -> str:
         for rung, entry in report["ladder"].items():
             per_task = " | ".join(f"{entry['success_rate_per_task'][task]:.2f}" for task in tasks)
             lines.append(f"| {rung} | {entry['mean_success_rate']:.2f} | {per_task} |")
+    if report["goal_visibility"]:
+        lines += [
+            "",
+            "## Where the goal is visible",
+            "",
+            "The policies see frames, the end-effector state and an instruction, never the goal position. Goal "
+            "fixed by an object in view: a linear map from one visible body's position to the goal, fitted on the "
+            "training placements, held-out R². Marker pixels: pixels the 2 cm goal marker covers in a first frame.",
+            "",
+            format_table([GoalVisibility(**row) for row in report["goal_visibility"]]),
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "INSTRUCTIONS",
+    "DEMONSTRATION_SEED",
+    "EVALUATION_SEED",
     "MT10_TASKS",
     "MetaWorldTaskEnv",
     "camera_for_image_key",
@@ -89,6 +91,8 @@ INSTRUCTIONS = {
     "window-close-v3": "slide the window closed",
 }
 DEFAULT_CAMERA = "corner2"
+#: Placement seeds: demonstrations record placements of the first, evaluation draws held-out ones from the second.
+DEMONSTRATION_SEED, EVALUATION_SEED = 0, 1000
 ENV_STATE_KEY = "observation.environment_state"
 STATE_NAMES = ["hand_x", "hand_y", "hand_z", "gripper_opening"]
 ACTION_NAMES = ["delta_x", "delta_y", "delta_z", "gripper_effort"]
@@ -262,7 +266,7 @@ def generate_demos(
     output_dir: str | Path,
     tasks: list[str],
     episodes_per_task: int,
-    seed: int = 0,
+    seed: int = DEMONSTRATION_SEED,
     image_size: int = 128,
     cameras: Sequence[str] = (DEFAULT_CAMERA,),
     max_steps: int = 500,
@@ -334,7 +338,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--output_dir", required=True, help="New LeRobot v3.0 dataset folder.")
     parser.add_argument("--tasks", default="MT10", help="'MT10', 'all' or comma-separated names (reach-v3,...).")
     parser.add_argument("--episodes_per_task", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0, help="Seeds the object/goal placements (eval uses another).")
+    parser.add_argument(
+        "--seed", type=int, default=DEMONSTRATION_SEED, help="Seeds the object/goal placements (eval uses another)."
+    )
     parser.add_argument("--image_size", type=int, default=128)
     parser.add_argument(
         "--cameras",

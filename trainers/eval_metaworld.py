@@ -12,7 +12,9 @@ through the policy's own `reset()` / `select_action()`: it predicts a chunk of a
 episode succeeds as soon as Meta-World reports success, and fails after `--max_steps` steps. `--frame_round_trip
 lerobot` passes every rendered frame through the video codec a dataset was written with (frame parity with a policy
 trained on AV1 frames; the Meta-World demonstrations are lossless by default). `--model expert` runs Meta-World's
-scripted expert through the same loop (the ladder's top rung: what the environment, placements and step limit allow).
+scripted expert through the same loop (the ladder's top rung: what the environment, placements and step limit allow);
+`--model expert-goal-withheld` the same expert with the goal replaced by the mean training goal (what a policy that
+cannot see the goal could at best do).
 Worker processes each load the policy once and take episodes from a shared queue; each episode's sampling noise is
 seeded from (seed, task, episode), so results do not depend on the number of workers.
 """
@@ -42,14 +44,23 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from robot_data.lerobot_v3 import VIDEO_ENCODINGS, codec_round_trip
-from robot_data.metaworld_demos import MetaWorldTaskEnv, camera_for_image_key, instruction_for, resolve_tasks
+from robot_data.metaworld_demos import (
+    DEMONSTRATION_SEED,
+    EVALUATION_SEED,
+    MetaWorldTaskEnv,
+    camera_for_image_key,
+    instruction_for,
+    resolve_tasks,
+)
 
 logger = logging.getLogger("jala.eval_metaworld")
 
-__all__ = ["EXPERT", "ScriptedExpert", "evaluate_policy", "main", "rollout"]
+__all__ = ["EXPERT", "EXPERT_GOAL_WITHHELD", "ScriptedExpert", "evaluate_policy", "main", "rollout"]
 
 #: `--model` value that evaluates Meta-World's scripted expert through the same loop.
 EXPERT = "expert"
+#: `--model` value for the scripted expert that does not know the goal (it sees the mean training goal instead).
+EXPERT_GOAL_WITHHELD = "expert-goal-withheld"
 # Per-process state of an evaluation worker (set by `_init_worker`).
 _WORKER: dict[str, Any] = {}
 
@@ -79,25 +90,44 @@ def load_policy(model: str, device: str = "cpu", trust_remote_code: bool = False
 class ScriptedExpert:
     """Meta-World's scripted expert behind the policy interface (`reset` / `select_action`), so that it runs through
     exactly the evaluation loop a learned policy does. It reads the full simulator observation (object and goal
-    poses), which no learned policy here is given."""
+    poses), which no learned policy here is given.
+
+    With `goal_withheld` the last three observation entries (the goal position) are replaced by the mean goal of the
+    task's training placements: the best a policy can do that sees everything except the goal — the rung that says
+    how much of a task hinges on reading the goal (`robot_data.metaworld_goal_visibility` measures how visible it is).
+    """
 
     queued_actions = 0  # acts on every step's observation
 
-    def __init__(self) -> None:
+    def __init__(self, goal_withheld: bool = False) -> None:
+        self.goal_withheld = goal_withheld
         self.task_env: MetaWorldTaskEnv | None = None
         self.policy: Any = None
+        self._mean_goals: dict[str, np.ndarray] = {}
 
     def bind(self, task_env: MetaWorldTaskEnv) -> None:
         from metaworld.policies import ENV_POLICY_MAP
 
         self.task_env, self.policy = task_env, ENV_POLICY_MAP[task_env.task]()
+        if self.goal_withheld and task_env.task not in self._mean_goals:
+            from robot_data.metaworld_goal_visibility import mean_training_goal
+
+            self._mean_goals[task_env.task] = mean_training_goal(task_env.task)
 
     def reset(self) -> None:
         pass
 
-    def select_action(self, images: Any, instruction: str, state: Any, **kwargs: Any) -> torch.Tensor:
+    def observation(self) -> np.ndarray:
+        """What the expert acts on: the simulator observation, its goal swapped for the mean training goal when
+        withheld."""
         assert self.task_env is not None and self.task_env.obs is not None, "bind() and reset the environment first"
-        action = np.clip(self.policy.get_action(self.task_env.obs), -1.0, 1.0).astype(np.float32)
+        observation = np.array(self.task_env.obs, dtype=np.float64)
+        if self.goal_withheld:
+            observation[-3:] = self._mean_goals[self.task_env.task]
+        return observation
+
+    def select_action(self, images: Any, instruction: str, state: Any, **kwargs: Any) -> torch.Tensor:
+        action = np.clip(self.policy.get_action(self.observation()), -1.0, 1.0).astype(np.float32)
         return torch.from_numpy(action)[None]
 
 
@@ -169,8 +199,8 @@ def _init_worker(options: dict[str, Any]) -> None:
     torch.set_num_threads(options["threads"])
     _WORKER.clear()
     _WORKER.update(options)
-    if options["model"] == EXPERT:
-        _WORKER["policy"] = ScriptedExpert()
+    if options["model"] in (EXPERT, EXPERT_GOAL_WITHHELD):
+        _WORKER["policy"] = ScriptedExpert(goal_withheld=options["model"] == EXPERT_GOAL_WITHHELD)
     else:
         _WORKER["policy"] = load_policy(options["model"], options["device"], options["trust_remote_code"])
         if options["n_action_steps"] is not None:
@@ -232,7 +262,7 @@ def evaluate_policy(
     model: str,
     tasks: list[str],
     episodes_per_task: int = 10,
-    seed: int = 1000,
+    seed: int = EVALUATION_SEED,
     max_steps: int = 300,
     n_action_steps: int | None = None,
     num_inference_steps: int | None = None,
@@ -331,11 +361,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--model",
         required=True,
-        help=f"Post-training output folder (JalaForActionPrediction), or {EXPERT!r}: Meta-World's scripted expert.",
+        help=f"Post-training output folder (JalaForActionPrediction), {EXPERT!r}: Meta-World's scripted expert, or "
+        f"{EXPERT_GOAL_WITHHELD!r}: that expert seeing the mean training goal instead of the goal.",
     )
     parser.add_argument("--tasks", default="MT10", help="'MT10', 'all' or comma-separated task names.")
     parser.add_argument("--episodes_per_task", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1000, help="Placement seed (demonstrations used 0).")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=EVALUATION_SEED,
+        help=f"Placement seed (demonstrations used {DEMONSTRATION_SEED}).",
+    )
     parser.add_argument("--max_steps", type=int, default=300, help="Steps before an episode counts as failed.")
     parser.add_argument(
         "--n_action_steps",
