@@ -46,10 +46,12 @@ from robot_data.metaworld_demos import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["GOAL_SITE", "OBJECT_R2_THRESHOLD", "GoalVisibility", "goal_visibility", "mean_training_goal"]
+__all__ = ["GOAL_SITE", "GOAL_SLICE", "OBJECT_R2_THRESHOLD", "GoalVisibility", "goal_visibility", "mean_training_goal"]
 
 #: The MuJoCo site Meta-World draws the goal marker with (and moves to the goal on reset).
 GOAL_SITE = "goal"
+#: Where Meta-World's 39-d observation holds the goal position (its last three entries).
+GOAL_SLICE = slice(-3, None)
 #: Held-out R² above which a task's goal counts as fixed by a visible object.
 OBJECT_R2_THRESHOLD = 0.95
 
@@ -85,9 +87,9 @@ def _placements(task: str, seed: int, count: int) -> tuple[np.ndarray, np.ndarra
         model = task_env.env.model
         bodies, goals = [], []
         for episode in range(count):
-            task_env.reset(episode)
+            observation = task_env.reset(episode)
             bodies.append(task_env.env.data.xpos.copy())
-            goals.append(np.asarray(task_env.env._target_pos, dtype=np.float64).copy())
+            goals.append(np.asarray(observation[GOAL_SLICE], dtype=np.float64))
         names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY, b) or f"body{b}" for b in range(model.nbody)]
         return np.stack(bodies), np.stack(goals), names, _visible_bodies(model)
     finally:

@@ -61,6 +61,6 @@ def test_mean_training_goal_is_the_average_of_the_demonstration_placements() -> 
     goals = []
     for episode in range(4):
         task_env.reset(episode)
-        goals.append(np.array(task_env.env._target_pos))
+        goals.append(np.array(task_env.env._target_pos))  # where Meta-World put the goal: obs[GOAL_SLICE] must agree
     task_env.close()
     np.testing.assert_allclose(mean_training_goal("reach-v3", placements=4), np.mean(goals, axis=0))

@@ -52,6 +52,7 @@ from robot_data.metaworld_demos import (
     instruction_for,
     resolve_tasks,
 )
+from robot_data.metaworld_goal_visibility import GOAL_SLICE, mean_training_goal
 
 logger = logging.getLogger("jala.eval_metaworld")
 
@@ -92,7 +93,7 @@ class ScriptedExpert:
     exactly the evaluation loop a learned policy does. It reads the full simulator observation (object and goal
     poses), which no learned policy here is given.
 
-    With `goal_withheld` the last three observation entries (the goal position) are replaced by the mean goal of the
+    With `goal_withheld` the goal entries of the observation (`GOAL_SLICE`) are replaced by the mean goal of the
     task's training placements: the best a policy can do that sees everything except the goal — the rung that says
     how much of a task hinges on reading the goal (`robot_data.metaworld_goal_visibility` measures how visible it is).
     """
@@ -110,8 +111,6 @@ class ScriptedExpert:
 
         self.task_env, self.policy = task_env, ENV_POLICY_MAP[task_env.task]()
         if self.goal_withheld and task_env.task not in self._mean_goals:
-            from robot_data.metaworld_goal_visibility import mean_training_goal
-
             self._mean_goals[task_env.task] = mean_training_goal(task_env.task)
 
     def reset(self) -> None:
@@ -123,7 +122,7 @@ class ScriptedExpert:
         assert self.task_env is not None and self.task_env.obs is not None, "bind() and reset the environment first"
         observation = np.array(self.task_env.obs, dtype=np.float64)
         if self.goal_withheld:
-            observation[-3:] = self._mean_goals[self.task_env.task]
+            observation[GOAL_SLICE] = self._mean_goals[self.task_env.task]
         return observation
 
     def select_action(self, images: Any, instruction: str, state: Any, **kwargs: Any) -> torch.Tensor:
