@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> dict:
             "seed": runs[name][1],
             "mean_success_rate": result["mean_success_rate"],
             "mean_success_rate_goal_in_view": subset_mean(result, goal_in_view),
+            "evaluated_episodes": sum(entry["episodes"] for entry in result["tasks"].values()),
+            "evaluated_episodes_goal_in_view": sum(result["tasks"][task]["episodes"] for task in goal_in_view),
             "success_rate_per_task": {task: entry["success_rate"] for task, entry in result["tasks"].items()},
             "train_wall_time_s": summary["wall_time_s"],
             "final_train_loss": summary["final_loss"],
@@ -268,9 +270,26 @@ def rates(result: dict) -> dict:
     }
 
 
+def difference(jala: dict, scratch: dict, suffix: str = "") -> dict:
+    """Pretrained − scratch of one mean with two standard errors: over seeds (independent seeds:
+    sqrt(s_a² / n_a + s_b² / n_b); with 2 seeds per start this estimate is itself very uncertain) and over episodes
+    (each start's pooled success p over its N evaluated episodes as a binomial: sqrt(p_a q_a / N_a + p_b q_b / N_b)).
+    Judge a difference by the larger of the two."""
+    mean, std, episodes = f"mean_success_rate{suffix}", f"std_over_seeds{suffix}", f"evaluated_episodes{suffix}"
+    over_seeds = np.sqrt(jala[std] ** 2 / jala["seeds"] + scratch[std] ** 2 / scratch["seeds"])
+    over_episodes = np.sqrt(
+        sum(start[mean] * (1 - start[mean]) / max(start[episodes], 1) for start in (jala, scratch))
+    )
+    return {
+        "mean": jala[mean] - scratch[mean],
+        "standard_error": float(over_seeds),
+        "standard_error_over_episodes": float(over_episodes),
+    }
+
+
 def summarise(runs: dict) -> dict:
-    """Per start: mean ± std over seeds of the MT10 mean and of every task; the pretrained − scratch difference with
-    its standard error (independent seeds: sqrt(s_a² / n_a + s_b² / n_b))."""
+    """Per start: mean ± std over seeds of the MT10 mean (all tasks, and the tasks whose goal an object in view fixes)
+    and of every task; the pretrained − scratch differences with their standard errors (`difference`)."""
     summary: dict = {}
     for start in STARTS:
         mine = [run for run in runs.values() if run["start"] == start]
@@ -281,24 +300,15 @@ def summarise(runs: dict) -> dict:
             "seeds": len(mine),
             "mean_success_rate": mean,
             "std_over_seeds": std,
+            "evaluated_episodes": sum(run["evaluated_episodes"] for run in mine),
             "mean_success_rate_goal_in_view": in_view_mean,
             "std_over_seeds_goal_in_view": in_view_std,
+            "evaluated_episodes_goal_in_view": sum(run["evaluated_episodes_goal_in_view"] for run in mine),
             "per_task": {task: mean_std([run["success_rate_per_task"][task] for run in mine]) for task in tasks},
         }
     jala, scratch = summary["jala"], summary["scratch"]
-    error = np.sqrt(jala["std_over_seeds"] ** 2 / jala["seeds"] + scratch["std_over_seeds"] ** 2 / scratch["seeds"])
-    summary["difference_jala_minus_scratch"] = {
-        "mean": jala["mean_success_rate"] - scratch["mean_success_rate"],
-        "standard_error": float(error),
-    }
-    error = np.sqrt(
-        jala["std_over_seeds_goal_in_view"] ** 2 / jala["seeds"]
-        + scratch["std_over_seeds_goal_in_view"] ** 2 / scratch["seeds"]
-    )
-    summary["difference_jala_minus_scratch_goal_in_view"] = {
-        "mean": jala["mean_success_rate_goal_in_view"] - scratch["mean_success_rate_goal_in_view"],
-        "standard_error": float(error),
-    }
+    summary["difference_jala_minus_scratch"] = difference(jala, scratch)
+    summary["difference_jala_minus_scratch_goal_in_view"] = difference(jala, scratch, "_goal_in_view")
     return summary
 
 
@@ -410,13 +420,16 @@ def markdown(report: dict) -> str:
     lines.append(
         "| final train loss |" + blank + " | ".join(f"{runs[n]['final_train_loss']:.3f}" for n in names) + " |"
     )
-    difference = summary["difference_jala_minus_scratch"]
-    in_view_difference = summary["difference_jala_minus_scratch_goal_in_view"]
+    every, in_view_only = (
+        summary["difference_jala_minus_scratch"],
+        summary["difference_jala_minus_scratch_goal_in_view"],
+    )
     lines += [
         "",
-        f"Pretrained − scratch: {difference['mean']:+.3f} ± {difference['standard_error']:.3f} "
-        f"(standard error over seeds); on the {len(in_view)} tasks whose goal an object in view fixes: "
-        f"{in_view_difference['mean']:+.3f} ± {in_view_difference['standard_error']:.3f}.",
+        f"Pretrained − scratch: {every['mean']:+.3f} ± {every['standard_error']:.3f} (standard error over seeds) "
+        f"± {every['standard_error_over_episodes']:.3f} (over episodes); on the {len(in_view)} tasks whose goal an "
+        f"object in view fixes: {in_view_only['mean']:+.3f} ± {in_view_only['standard_error']:.3f} (seeds) "
+        f"± {in_view_only['standard_error_over_episodes']:.3f} (episodes). Judge by the larger.",
     ]
     if report["reused_policies"]:
         lines.append(
