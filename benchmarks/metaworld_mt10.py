@@ -57,7 +57,6 @@ from trainers.eval_metaworld import EXPERT, EXPERT_GOAL_WITHHELD  # noqa: E402
 
 logger = logging.getLogger("jala.benchmarks.metaworld_mt10")
 STARTS = {"jala": "pretrained JALA", "scratch": "from scratch"}
-HELD_OUT_SEED, TRAINING_SEED = EVALUATION_SEED, DEMONSTRATION_SEED
 
 
 def machine() -> str:
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict:
         "evaluation": {
             "episodes_per_task": args.eval_episodes,
             "max_steps": args.eval_max_steps,
-            "seed": HELD_OUT_SEED,
+            "seed": EVALUATION_SEED,
         },
         "runs": {},
         "ladder": {},
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
                 work / name / "eval_training_placements.json",
                 args,
                 work / f"{name}_eval_training.log",
-                [f"--seed={TRAINING_SEED}"],
+                [f"--seed={DEMONSTRATION_SEED}"],
             )
             report["ladder"][f"{STARTS[start]} (seed {seeds[0]}), training placements"] = rates(training)
             report["ladder"][f"{STARTS[start]} (seed {seeds[0]}), held-out placements"] = {
