@@ -72,7 +72,7 @@ def test_pretrain_cli_writes_a_loadable_hub_folder(pretrain_inputs: tuple[Path, 
     assert "training_args.bin" not in files and "training_args.json" in files  # no pickle in the Hub folder
     history = json.loads((output / "training_log.json").read_text())
     logged = history[-1]
-    for key in ("mcp_loss", "align_loss", "h_std", "z_std", "h_effective_rank", "cosine_h_z"):
+    for key in ("mcp_loss", "align_loss", "h_std", "z_std", "h_norm", "z_norm", "h_effective_rank", "cosine_h_z"):
         assert key in logged, logged
     script = (
         "import sys; from transformers import AutoModel, AutoProcessor; "

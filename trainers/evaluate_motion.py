@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,7 +90,7 @@ def _image_size(processor: Any) -> tuple[int, int]:
 
 
 def fit_baselines(
-    repo: str | Path,
+    repo: str | Path | Sequence[str | Path],
     model: Any,
     processor: Any,
     max_train_clips: int = 100_000,

@@ -7,7 +7,8 @@
   micro-batch — so gradient accumulation does not speed up the EMA; the EMA tensors are parameters, so checkpoints
   and resume carry them.
 * Latent health, from h (predictive embeddings) and z (latent actions) at the valid motion slots: mean
-  per-dimension standard deviation, effective rank (Roy & Vetterli 2007) and mean cosine(h, z). Representation
+  per-dimension standard deviation, mean L2 norm, effective rank (Roy & Vetterli 2007) and mean cosine(h, z). The
+  norms tell whether a falling L_align is alignment or only h shrinking towards a small z. Representation
   collapse — every slot mapped to nearly the same vector, which trivially minimises |h - z| — shows as a
   per-dimension std near 0 or an effective rank near 1, and is logged as a warning.
 """
@@ -49,10 +50,15 @@ def latent_health(predictive: Tensor, latent: Tensor | None, slot_mask: Tensor, 
     if h.shape[0] == 0:
         return {}
     sample = torch.randperm(h.shape[0], device=h.device)[:max_vectors]
-    report = {"h_std": float(h.std(0).mean()), "h_effective_rank": effective_rank(h[sample])}
+    report = {
+        "h_std": float(h.std(0).mean()),
+        "h_norm": float(h.norm(dim=-1).mean()),
+        "h_effective_rank": effective_rank(h[sample]),
+    }
     if latent is not None:
         z = latent.detach()[slot_mask].flatten(0, -2).float()
         report["z_std"] = float(z.std(0).mean())
+        report["z_norm"] = float(z.norm(dim=-1).mean())
         report["z_effective_rank"] = effective_rank(z[sample])
         report["cosine_h_z"] = float(torch.nn.functional.cosine_similarity(h, z, dim=-1).mean())
     return report

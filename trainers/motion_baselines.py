@@ -37,7 +37,7 @@ FrameFeatures = Callable[[np.ndarray], np.ndarray]
 _WORD_SPLIT = str.maketrans({character: " " for character in ".,;:!?'\"()"})
 
 
-def labelled_rows(repo: str | Path, split: str, max_clips: int) -> list[dict[str, Any]]:
+def labelled_rows(repo: str | Path | Sequence[str | Path], split: str, max_clips: int) -> list[dict[str, Any]]:
     """The `max_clips` labelled clips of `split` with the smallest row ids, in id order: what models and baselines
     are scored on (test splits) or fitted on (train).
 
@@ -60,8 +60,9 @@ def labelled_rows(repo: str | Path, split: str, max_clips: int) -> list[dict[str
     return sorted(rows, key=lambda row: row["id"])
 
 
-def load_training_rows(repo: str | Path, max_clips: int = 100_000) -> list[dict[str, Any]]:
-    """Labelled training clips (lab, and wild clips with pseudo-labels) of a UniHand-Mix folder."""
+def load_training_rows(repo: str | Path | Sequence[str | Path], max_clips: int = 100_000) -> list[dict[str, Any]]:
+    """Labelled training clips (lab, and wild clips with pseudo-labels) of one UniHand-Mix folder or several (what a
+    model trained on several `--dataset` folders saw)."""
     rows = labelled_rows(repo, "train", max_clips)
     if not rows:
         raise ValueError(f"{repo} has no labelled train clips to fit the motion baselines on.")
