@@ -66,6 +66,7 @@ SPLITS = ("test_lab", "test_wild")
 METRICS = {"mpjpe_mm": "MPJPE", "pa_mpjpe_mm": "PA-MPJPE", "mwte_mm": "MWTE", "mde_deg": "MDE"}
 HEALTH = ("mcp_accuracy", "align_loss", "h_effective_rank", "z_effective_rank", "h_norm", "z_norm", "cosine_h_z")
 RESULT_FILE = "result.json"
+PROBE_FILE = "latent_probe.json"
 
 
 @dataclass(frozen=True)
@@ -359,6 +360,54 @@ def fit_and_score_baselines(args: argparse.Namespace, shared: dict[str, Path], r
     return scores
 
 
+def latent_probes(args: argparse.Namespace, shared: dict[str, Path], runs: list[Run]) -> dict[Run, dict[str, Any]]:
+    """`trainers/latent_probe.py` on every run whose model has a LAP (cached as latent_probe.json in its folder): is
+    z informative about the chunk's motion, against a LAP at init and the raw boundary features?"""
+    from modeling_jala.configuration_jala import JalaConfig
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from modeling_jala.processing_jala import JalaProcessor
+    from trainers.latent_probe import probe_latent_actions
+
+    probes: dict[Run, dict[str, Any]] = {}
+    for run in runs:
+        hub, cache = run_folder(args, run) / "jala", run_folder(args, run) / PROBE_FILE
+        if cache.exists():
+            probes[run] = json.loads(cache.read_text())
+            continue
+        if not JalaConfig.from_pretrained(hub).uses_latent_actions:
+            continue
+        model, processor = JalaForMotionPretraining.from_pretrained(hub), JalaProcessor.from_pretrained(hub)
+        train = datasets_for(shared["data"], run.wild_multiple, args.wild_multiples)
+        probes[run] = probe_latent_actions(
+            model, processor, train, shared["base"], max_train_clips=args.probe_train_clips, seed=run.seed
+        )
+        cache.write_text(json.dumps(probes[run], indent=2))
+        logger.info("latent probe of %s done", run.name)
+    return probes
+
+
+def summarise_probes(probes: dict[Run, dict[str, Any]], main_multiple: int) -> dict[str, Any]:
+    """{variant: {feature set: {split: {target: mean ± std over seeds}}}} at the main multiple."""
+    summary: dict[str, Any] = {}
+    for variant in VARIANTS:
+        reports = [r for run, r in probes.items() if run.variant == variant and run.wild_multiple == main_multiple]
+        if not reports:
+            continue
+        summary[variant] = {
+            feature_set: {
+                split: {
+                    key: mean_std([r[feature_set][split][key] for r in reports])
+                    for key in reports[0][feature_set][split]
+                    if key.endswith("_r2")
+                }
+                for split in SPLITS
+                if all(split in r[feature_set] for r in reports)
+            }
+            for feature_set in reports[0]
+        }
+    return summary
+
+
 def cell(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
 
@@ -411,6 +460,25 @@ def markdown(report: dict[str, Any]) -> str:
         health = row["health"]
         cells = [f"{health[key]['mean']:.3f} ± {health[key]['std']:.3f}" if key in health else "–" for key in HEALTH]
         lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    if report.get("latent_probe"):
+        lines += [
+            "",
+            "## Is z informative? (`trainers/latent_probe.py`: ridge probes per chunk and hand, held-out R²)",
+            "",
+            "Probes fitted on the labelled train clips of the split's domain (wild: pseudo-labelled); mean ± std over"
+            " seeds. displacement = the wrist's motion over the chunk, end = its position at the chunk's end.",
+            "",
+            "| variant | features | lab displacement | lab end | wild displacement | wild end |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant, sets in report["latent_probe"].items():
+            for feature_set, splits in sets.items():
+                cells = [
+                    f"{splits[split][key]['mean']:.2f} ± {splits[split][key]['std']:.2f}" if split in splits else "–"
+                    for split in SPLITS
+                    for key in ("displacement_r2", "end_position_r2")
+                ]
+                lines.append(f"| {variant} | {feature_set} | " + " | ".join(cells) + " |")
     if summary["scaling"]:
         lines += ["", "## Scaling: wild video per lab clip (same steps)", ""]
         lines += ["| variant | wild / lab | lab MPJPE | wild MPJPE | wild MDE |", "|---|---|---|---|---|"]
@@ -495,6 +563,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval_clips", type=int, default=40)
     parser.add_argument("--decoding_steps", type=int, default=8)
     parser.add_argument("--ensemble", type=int, default=2)
+    parser.add_argument("--probe_train_clips", type=int, default=200, help="train clips per latent probe")
     parser.add_argument("--parallel", type=int, default=2, help="runs side by side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--one_run", default=None, help=argparse.SUPPRESS)
@@ -547,10 +616,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_hours": (time.monotonic() - started) / 3600,
         "command": "python benchmarks/table1_ablation.py " + " ".join(args.forwarded),
     }
+    probes = latent_probes(args, shared, list(results))
     report = {
         "setup": setup,
         "summary": summarise(results, args.main_multiple),
         "baselines": baselines,
+        "latent_probe": summarise_probes(probes, args.main_multiple),
         "runs": {run.name: result for run, result in results.items()},
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)

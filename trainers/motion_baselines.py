@@ -37,9 +37,11 @@ FrameFeatures = Callable[[np.ndarray], np.ndarray]
 _WORD_SPLIT = str.maketrans({character: " " for character in ".,;:!?'\"()"})
 
 
-def labelled_rows(repo: str | Path | Sequence[str | Path], split: str, max_clips: int) -> list[dict[str, Any]]:
-    """The `max_clips` labelled clips of `split` with the smallest row ids, in id order: what models and baselines
-    are scored on (test splits) or fitted on (train).
+def labelled_rows(
+    repo: str | Path | Sequence[str | Path], split: str, max_clips: int, domain: str | None = None
+) -> list[dict[str, Any]]:
+    """The `max_clips` labelled clips of `split` (of `domain` only, if given) with the smallest row ids, in id order:
+    what models and baselines are scored on (test splits) or fitted on (train).
 
     Chosen by id, not by stream position, so the same build scored twice — or rebuilt with another shard layout, or
     by the datatrove pipeline — gives the same clips. Only the id and label columns are read to choose them.
@@ -49,7 +51,11 @@ def labelled_rows(repo: str | Path | Sequence[str | Path], split: str, max_clips
     def stream(columns: list[str] | None = None) -> UniHandStream:
         return UniHandStream(repo, split=split, infinite=False, shuffle=False, rank=0, world_size=1, columns=columns)
 
-    labelled_ids = sorted(row["id"] for row in stream(["id", "labelled"]) if row["labelled"])
+    labelled_ids = sorted(
+        row["id"]
+        for row in stream(["id", "labelled", "domain"])
+        if row["labelled"] and (domain is None or row["domain"] == domain)
+    )
     chosen = set(labelled_ids[:max_clips])
     rows = []
     for row in stream():

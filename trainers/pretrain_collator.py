@@ -92,6 +92,13 @@ class DescriptionMixture(IterableDataset):
                     return
 
 
+def ssl_pixel_values(processor: JalaProcessor, boundary_frames: torch.Tensor) -> torch.Tensor:
+    """(B, N + 1, H, W, 3) uint8 boundary frames -> (B, N + 1, 3, h, w) pixel values for the frozen SSL encoder."""
+    flat = list(boundary_frames.flatten(0, 1).numpy())
+    pixels = processor.ssl_image_processor(images=flat, return_tensors="pt")["pixel_values"]
+    return pixels.view(*boundary_frames.shape[:2], *pixels.shape[1:])
+
+
 class JalaPretrainCollator:
     def __init__(self, processor: JalaProcessor, row_collator: UniHandCollator) -> None:
         self.processor = processor
@@ -117,10 +124,7 @@ class JalaPretrainCollator:
         if "ssl_features" in batch:
             inputs["ssl_features"] = batch["ssl_features"].float()
         else:
-            frames = batch["boundary_frames"]  # (B, N + 1, H, W, 3) uint8
-            flat = list(frames.flatten(0, 1).numpy())
-            pixels = self.processor.ssl_image_processor(images=flat, return_tensors="pt")["pixel_values"]
-            inputs["ssl_pixel_values"] = pixels.view(*frames.shape[:2], *pixels.shape[1:])
+            inputs["ssl_pixel_values"] = ssl_pixel_values(self.processor, batch["boundary_frames"])
         if "motion_tokens" in batch:
             tokens = reorder_axes(batch["motion_tokens"], CLIP_TOKEN_AXES, SEQUENCE_TOKEN_AXES)
             inputs["motion_token_ids"] = tokens.contiguous()  # (B, N, 2, K)
