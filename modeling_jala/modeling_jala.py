@@ -259,11 +259,19 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         """Strict `from_pretrained` that remembers the repository, revision, cache and subfolder it read."""
         loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model.freeze_fixed_parts()
         if pretrained_model_name_or_path is not None:
             model.hub_source = HubSource(
                 str(pretrained_model_name_or_path), kwargs.get("subfolder") or "", hub_download_kwargs(kwargs)
             )
         return loaded
+
+    def freeze_fixed_parts(self) -> None:
+        """Turn off gradients for the tensors this model never trains (the frozen SSL encoder, the EMA targets, ...).
+
+        Called at the end of `__init__` and again after `from_pretrained`: transformers' loading re-creates the
+        parameters with gradients on, so flags set in `__init__` alone would not survive a reload, and a continued
+        run would train the frozen parts."""
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -331,8 +339,8 @@ class JalaModel(JalaPreTrainedModel):
                 codebook_size=config.lapa_codebook_size,
             )
         self.post_init()
-        self.ssl_encoder.requires_grad_(False)
         self.synchronize_perceivers()
+        self.freeze_fixed_parts()
         if config.block_causal_attention == "flex":
             # The attention layers read their config's implementation at call time; only the language model gets
             # the BlockMask (the vision tower and the SSL encoder keep theirs).
@@ -346,6 +354,12 @@ class JalaModel(JalaPreTrainedModel):
             return
         self.lap.load_state_dict(self.lsp.state_dict())
         freeze_ema_targets(self.lap, self.lsp, self.config.ema_mode)
+
+    def freeze_fixed_parts(self) -> None:
+        """The SSL encoder is frozen; with a LAP, so are the tensors the EMA overwrites."""
+        self.ssl_encoder.requires_grad_(False)
+        if self.lap is not None:
+            freeze_ema_targets(self.lap, self.lsp, self.config.ema_mode)
 
     @torch.no_grad()
     def ema_step(self) -> None:
@@ -681,8 +695,13 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             self.lm_head = nn.Linear(width, text_config.vocab_size, bias=False)
         self.motion_tokenizer = JalaMotionTokenizer(tokenizer_config)
         self.post_init()
-        self.motion_tokenizer.requires_grad_(False)
         self.model.synchronize_perceivers()
+        self.freeze_fixed_parts()
+
+    def freeze_fixed_parts(self) -> None:
+        """The backbone's frozen parts and the motion tokenizer (its ids are the targets)."""
+        self.model.freeze_fixed_parts()
+        self.motion_tokenizer.requires_grad_(False)
 
     # -- save / load: the tokenizer goes to its own subfolder ---------------------------------------------------
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:

@@ -107,7 +107,7 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         if head.use_lora:
             # After post_init: peft initialises its adapters itself (B = 0, so training starts from the backbone).
             self._inject_lora()
-        self._set_trainable()
+        self.freeze_fixed_parts()
         self.processor: JalaProcessor | None = None
         self._scheduler = None
         self._warned_unfitted = False
@@ -147,7 +147,10 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         )
         inject_adapter_in_model(lora, self.model.language_model)
 
-    def _set_trainable(self) -> None:
+    def freeze_fixed_parts(self) -> None:
+        """What post-training trains: the DiT, the proprio encoder, the LSP, the language model (or its LoRA
+        adapters) and, where `vision_tower_is_trainable`, the vision tower; never the SSL encoder, the motion-code
+        embeddings or the final norm."""
         vlm = self.model.vlm
         vision_tower = getattr(vlm, "vision_tower", None)
         if vision_tower is None:

@@ -583,3 +583,21 @@ def test_expected_generation_commits_the_tokens_of_the_motion_it_outputs(model: 
     present = torch.ones(2, 2, dtype=torch.bool)
     retokenized = model.motion_tokenizer.encode(generated.motion, hand_mask=present).ids  # (B, 2, N, K)
     assert torch.equal(generated.token_ids, retokenized.transpose(1, 2))
+
+
+@pytest.mark.parametrize("variant", ["jala", "wo_dec", "lapa"])
+def test_frozen_parts_stay_frozen_after_from_pretrained(variant: str, tmp_path: Path) -> None:
+    """transformers' loading re-creates parameters with gradients on; a reloaded model (continued pretraining)
+    must train exactly what a new one trains: not the SSL encoder, the EMA targets or the motion tokenizer."""
+    torch.manual_seed(0)
+    new = JalaForMotionPretraining(tiny_jala_config(variant=variant))
+    new.save_pretrained(tmp_path)
+    reloaded = JalaForMotionPretraining.from_pretrained(tmp_path)
+    flags = {name: parameter.requires_grad for name, parameter in new.named_parameters()}
+    assert {name: parameter.requires_grad for name, parameter in reloaded.named_parameters()} == flags
+    assert not any(
+        flag for name, flag in flags.items() if name.startswith(("model.ssl_encoder.", "motion_tokenizer."))
+    )
+    if variant == "jala":
+        assert not flags["model.lsp.queries"] and flags["model.lap.queries"]
+        assert not any(flag for name, flag in flags.items() if name.startswith("model.lap.blocks."))

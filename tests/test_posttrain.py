@@ -472,3 +472,15 @@ def test_two_camera_policy_and_the_expert_run_through_the_evaluation_loop(
     assert report["frame_round_trip"] == "lerobot" and report["episodes"][0]["policy_calls"] == 2
     expert = evaluate_policy(EXPERT, ["reach-v3"], episodes_per_task=2, max_steps=150)
     assert expert["mean_success_rate"] == 1.0 and expert["n_action_steps"] == 1
+
+
+@pytest.mark.parametrize("head", [{}, {"vision_tower_trainable": True}])
+def test_trainable_parameters_survive_from_pretrained(head: dict, tmp_path: Path) -> None:
+    """A policy reloaded to continue training trains exactly what the new one did (transformers' loading would
+    otherwise turn gradients on for the SSL encoder and the frozen embeddings)."""
+    new = tiny_action_model(**head)
+    new.save_pretrained(tmp_path)
+    reloaded = JalaForActionPrediction.from_pretrained(tmp_path)
+    flags = {name: parameter.requires_grad for name, parameter in new.named_parameters()}
+    assert {name: parameter.requires_grad for name, parameter in reloaded.named_parameters()} == flags
+    assert not any(flag for name, flag in flags.items() if name.startswith("model.ssl_encoder."))
