@@ -67,6 +67,7 @@ METRICS = {"mpjpe_mm": "MPJPE", "pa_mpjpe_mm": "PA-MPJPE", "mwte_mm": "MWTE", "m
 HEALTH = ("mcp_accuracy", "align_loss", "h_effective_rank", "z_effective_rank", "h_norm", "z_norm", "cosine_h_z")
 RESULT_FILE = "result.json"
 PROBE_FILE = "latent_probe.json"
+GRADIENTS_FILE = "loss_gradients.json"
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,43 @@ def latent_probes(args: argparse.Namespace, shared: dict[str, Path], runs: list[
     return probes
 
 
+def alignment_gradients(
+    args: argparse.Namespace, shared: dict[str, Path], runs: list[Run]
+) -> dict[Run, dict[str, Any]]:
+    """`trainers/loss_gradients.py` on every run with a λ-weighted term (cached as loss_gradients.json): the gradient
+    norm of λ·L_align next to L_MCP's per parameter group, on a few training batches of the run's own data."""
+    from modeling_jala.configuration_jala import JalaConfig
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from modeling_jala.processing_jala import JalaProcessor
+    from trainers.loss_gradients import loss_gradient_norms
+
+    reports: dict[Run, dict[str, Any]] = {}
+    for run in runs:
+        hub, cache = run_folder(args, run) / "jala", run_folder(args, run) / GRADIENTS_FILE
+        if cache.exists():
+            reports[run] = json.loads(cache.read_text())
+            continue
+        config = JalaConfig.from_pretrained(hub)
+        if config.align_weight <= 0 or not (config.uses_latent_actions or config.variant == "lapa"):
+            continue  # no alignment term (LAPA†: λ weighs its latent-code loss)
+        model, processor = JalaForMotionPretraining.from_pretrained(hub), JalaProcessor.from_pretrained(hub)
+        data = datasets_for(shared["data"], run.wild_multiple, args.wild_multiples)
+        reports[run] = loss_gradient_norms(model, processor, data, batches=args.gradient_batches, seed=run.seed)
+        cache.write_text(json.dumps(reports[run], indent=2))
+    return reports
+
+
+def summarise_gradients(reports: dict[Run, dict[str, Any]], main_multiple: int) -> dict[str, Any]:
+    """{variant: {group: λ·L_align / L_MCP gradient-norm ratio, mean ± std over seeds}} at the main multiple."""
+    summary: dict[str, Any] = {}
+    for variant in VARIANTS:
+        chosen = [r for run, r in reports.items() if run.variant == variant and run.wild_multiple == main_multiple]
+        groups = [g for g in (chosen[0] if chosen else {}) if all("ratio" in r.get(g, {}) for r in chosen)]
+        if groups:
+            summary[variant] = {group: mean_std([r[group]["ratio"] for r in chosen]) for group in groups}
+    return summary
+
+
 def summarise_probes(probes: dict[Run, dict[str, Any]], main_multiple: int) -> dict[str, Any]:
     """{variant: {feature set: {split: {target: mean ± std over seeds}}}} at the main multiple."""
     summary: dict[str, Any] = {}
@@ -410,6 +448,10 @@ def summarise_probes(probes: dict[Run, dict[str, Any]], main_multiple: int) -> d
 
 def cell(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.1f} ± {stat['std']:.1f}"
+
+
+def cell_ratio(stat: dict[str, float] | None) -> str:
+    return "–" if stat is None else f"{stat['mean']:.2f} ± {stat['std']:.2f}"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -479,6 +521,19 @@ def markdown(report: dict[str, Any]) -> str:
                     for key in ("displacement_r2", "end_position_r2")
                 ]
                 lines.append(f"| {variant} | {feature_set} | " + " | ".join(cells) + " |")
+    if report.get("alignment_gradients"):
+        variants = list(report["alignment_gradients"])
+        lines += [
+            "",
+            "## Where alignment pushes (`trainers/loss_gradients.py`: gradient norm of λ·L_align / that of L_MCP)",
+            "",
+            "| parameter group | " + " | ".join(variants) + " |",
+            "|---|" + "---|" * len(variants),
+        ]
+        groups = list(dict.fromkeys(g for v in variants for g in report["alignment_gradients"][v]))
+        for group in groups:
+            cells = [cell_ratio(report["alignment_gradients"][v].get(group)) for v in variants]
+            lines.append(f"| {group} | " + " | ".join(cells) + " |")
     if summary["scaling"]:
         lines += ["", "## Scaling: wild video per lab clip (same steps)", ""]
         lines += ["| variant | wild / lab | lab MPJPE | wild MPJPE | wild MDE |", "|---|---|---|---|---|"]
@@ -564,6 +619,7 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--decoding_steps", type=int, default=8)
     parser.add_argument("--ensemble", type=int, default=2)
     parser.add_argument("--probe_train_clips", type=int, default=200, help="train clips per latent probe")
+    parser.add_argument("--gradient_batches", type=int, default=4, help="batches per loss-gradient measurement")
     parser.add_argument("--parallel", type=int, default=2, help="runs side by side")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--one_run", default=None, help=argparse.SUPPRESS)
@@ -622,6 +678,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "summary": summarise(results, args.main_multiple),
         "baselines": baselines,
         "latent_probe": summarise_probes(probes, args.main_multiple),
+        "alignment_gradients": summarise_gradients(
+            alignment_gradients(args, shared, list(results)), args.main_multiple
+        ),
         "runs": {run.name: result for run, result in results.items()},
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
