@@ -35,6 +35,7 @@ import datetime
 import json
 import logging
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -173,6 +174,7 @@ def pretrain_argv(args: argparse.Namespace, shared: dict[str, Path], run: Run) -
     ]
     if run.wild_multiple == 0 and run.variant != LAB_ONLY:
         argv.append("--lab_weight=1.0")
+    argv += shlex.split(args.pretrain_flags)
     for flag in ("steps", "batch_size", "learning_rate"):
         value = getattr(args, flag)
         if value is not None:
@@ -612,6 +614,12 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="default: the structure's preset (tiny: 1200)")
     parser.add_argument("--batch_size", type=int, default=None, help="default: the structure's preset (tiny: 8)")
     parser.add_argument("--learning_rate", type=float, default=None, help="default: the structure's preset")
+    parser.add_argument(
+        "--pretrain_flags",
+        default="",
+        help="more trainers/pretrain.py flags for every run, e.g. '--bf16 --backbone_name_or_path=... "
+        "--processor_name_or_path=...' on a GPU machine with pretrained parts",
+    )
     parser.add_argument("--save_steps", type=int, default=300, help="checkpoint interval (resume granularity)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated rows")

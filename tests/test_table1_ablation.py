@@ -51,6 +51,7 @@ def _args(tmp_path: Path, **overrides: object) -> argparse.Namespace:
         "steps": None,
         "batch_size": None,
         "learning_rate": None,
+        "pretrain_flags": "",
     }
     return argparse.Namespace(**{**values, **overrides})
 
@@ -66,6 +67,10 @@ def test_pretrain_flags_reach_pretrain_with_every_data_folder(tmp_path: Path) ->
     assert model_args.variant == "jala" and data_args.lab_weight is None
     assert training_args.max_steps == 50 and training_args.seed == 1
     assert training_args.per_device_train_batch_size == 8  # the tiny preset where the benchmark says nothing
+
+    extra = _args(tmp_path, pretrain_flags="--description_share 0.25 --warmup_steps=0.1")
+    _, data_args, training_args, _ = parse_arguments(table1.pretrain_argv(extra, shared, table1.Run("JALA", 4, 0)))
+    assert data_args.description_share == 0.25 and training_args.warmup_steps == 0.1
 
     _, data_args, _, _ = parse_arguments(table1.pretrain_argv(args, shared, table1.Run("JALA", 0, 0)))
     assert data_args.lab_weight == 1.0  # 0x wild: the base build's lab clips only
