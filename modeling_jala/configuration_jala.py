@@ -506,6 +506,12 @@ class JalaConfig(PreTrainedConfig):
         return self.variant in ("jala", "wo_dec", "lapa")
 
     @property
+    def trains_on_labelled_only(self) -> bool:
+        """Variants whose training stream is the labelled (and pseudo-labelled) clips alone: w/o latent and JALA-act.
+        w/o align keeps JALA's stream, in which unlabelled clips then take batch slots without a loss."""
+        return self.variant in ("wo_latent", "jala_act")
+
+    @property
     def motion_tokens_per_chunk(self) -> int:
         return self.motion_tokenizer_config.tokens_per_chunk
 

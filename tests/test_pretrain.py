@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainingArguments
 
 from dataset_scripts.builder import build_unihand
 from modeling_jala.configuration_jala import JalaMotionTokenizerConfig
@@ -263,3 +264,25 @@ def test_context_use_scores_hidden_chunks_against_the_chunk_position_prior(
         assert row["model_nats"] == pytest.approx(math.log(log_prior.shape[-1]), abs=1e-5)
         assert row["gain_nats"] == pytest.approx(row["prior_nats"] - row["model_nats"], abs=1e-6)
         assert row["tokens"] > 0 and 0 < row["prior_nats"] < math.log(log_prior.shape[-1])
+
+
+@pytest.mark.parametrize(
+    ("variant", "labelled_only"), [("jala", False), ("wo_align", False), ("wo_latent", True), ("jala_act", True)]
+)
+def test_labelled_only_variants_train_on_labelled_clips_alone(
+    pretrain_inputs: tuple[Path, Path], variant: str, labelled_only: bool
+) -> None:
+    """w/o latent and JALA-act drop unlabelled clips from the stream; w/o align keeps JALA's stream (the paper's
+    λ = 0 ablation on the same data), so the two rows differ in what a batch holds."""
+    from modeling_jala.configuration_jala import JalaConfig
+    from trainers.pretrain import DataArguments, build_datasets
+
+    overrides = {"align_weight": 0.0} if variant == "wo_align" else {}
+    assert JalaConfig(variant=variant, **overrides).trains_on_labelled_only == labelled_only
+    repo, _ = pretrain_inputs
+    data_args = DataArguments(dataset=[str(repo)], shuffle_buffer_size=8)
+    training_args = TrainingArguments(output_dir="unused", eval_strategy="no", report_to=[])
+    train, _ = build_datasets(data_args, training_args, seed=0, labelled_only=labelled_only)
+    rows = [row for _, row in zip(range(60), train, strict=False)]
+    assert all(row["labelled"] for row in rows) == labelled_only
+    assert any(row["labelled"] for row in rows)

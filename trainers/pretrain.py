@@ -52,7 +52,7 @@ from trainers.presets import (
     jala_structure,
     structure_training_defaults,
 )
-from trainers.pretrain_collator import DescriptionMixture, JalaPretrainCollator
+from trainers.pretrain_collator import DescriptionMixture, JalaPretrainCollator, LabelledRows
 from trainers.token_priors import training_token_ids
 from trainers.training_common import (
     HubFolderArguments,
@@ -224,7 +224,7 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
     return model, processor
 
 
-def build_datasets(data_args: DataArguments, training_args: TrainingArguments, seed: int):
+def build_datasets(data_args: DataArguments, training_args: TrainingArguments, seed: int, labelled_only: bool = False):
     if not data_args.dataset:
         raise ValueError("--dataset is required: one or more UniHand-Mix folders (python -m dataset_scripts build).")
     domain_weights = None
@@ -237,6 +237,8 @@ def build_datasets(data_args: DataArguments, training_args: TrainingArguments, s
         shuffle_buffer_size=data_args.shuffle_buffer_size,
         seed=seed,
     )
+    if labelled_only:  # w/o latent, JALA-act: unlabelled clips are not part of the training data at all
+        train = LabelledRows(train)
     if data_args.description_share > 0:
         train = DescriptionMixture.from_repos(
             data_args.dataset,
@@ -286,7 +288,9 @@ def main(argv: list[str] | None = None) -> Path:
     row_collator = UniHandCollator(
         image_size=(size["height"], size["width"]), max_chunks=data_args.max_chunks, seed=training_args.seed
     )
-    train, evaluation = build_datasets(data_args, training_args, training_args.seed)
+    train, evaluation = build_datasets(
+        data_args, training_args, training_args.seed, labelled_only=model.config.trains_on_labelled_only
+    )
     trainer = JalaPretrainTrainer(
         model=model,
         args=training_args,

@@ -92,6 +92,19 @@ class DescriptionMixture(IterableDataset):
                     return
 
 
+class LabelledRows(IterableDataset):
+    """The rows of a stream that carry a motion label (`labelled`: exact or confident pseudo-label), for variants
+    that train on labelled clips only; the stream's own domain mixture then holds among the labelled rows."""
+
+    def __init__(self, rows: UniHandStream) -> None:
+        super().__init__()
+        self.rows = rows
+        self.rank, self.world_size = rows.rank, rows.world_size  # read by the Trainer's rank-aware loader
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return (row for row in self.rows if row["labelled"])
+
+
 def ssl_pixel_values(processor: JalaProcessor, boundary_frames: torch.Tensor) -> torch.Tensor:
     """(B, N + 1, H, W, 3) uint8 boundary frames -> (B, N + 1, 3, h, w) pixel values for the frozen SSL encoder."""
     flat = list(boundary_frames.flatten(0, 1).numpy())
