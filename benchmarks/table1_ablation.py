@@ -315,8 +315,8 @@ def summarise(results: dict[Run, dict[str, Any]], main_multiple: int) -> dict[st
                 for split in SPLITS
             }
     scaling: dict[str, Any] = {}
-    for variant in (REFERENCE, LAB_ONLY):
-        multiples = sorted({run.wild_multiple for run in results if run.variant == REFERENCE})
+    multiples = sorted({run.wild_multiple for run in results if run.variant == REFERENCE})
+    for variant in (REFERENCE, LAB_ONLY) if len(multiples) > 1 else ():  # a curve needs two points
         for multiple in multiples:
             source = main_multiple if variant == LAB_ONLY else multiple
             runs = [r for run, r in results.items() if run.variant == variant and run.wild_multiple == source]
@@ -464,7 +464,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {setup['machine']}. {setup['structure']} JALA, {setup['steps']} steps x batch {setup['batch_size']}"
         f" (lr {setup['learning_rate']}) per run, seeds {setup['seeds']}, {setup['parallel']} runs side by side with"
         f" {setup['threads']} thread(s) each; {setup['total_train_hours']:.2f} h of training in all"
-        f" ({setup['runs']} runs), benchmark wall time {setup['wall_hours']:.2f} h.",
+        f" ({setup['runs']} runs, summed over every invocation that trained them); this invocation's wall time"
+        f" {setup['wall_hours']:.2f} h.",
         f"Data: {setup['lab_clips']} labelled lab clips; wild clips = {setup['main_multiple']}x the lab clips in the"
         f" main table (a tenth pseudo-labelled, the rest unlabelled); held out: the first {setup['eval_clips']}"
         " labelled clips of test_lab and test_wild (wild test scenes use held-out seeds, colours and textures).",
