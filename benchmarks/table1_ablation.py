@@ -39,6 +39,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -363,56 +364,67 @@ def fit_and_score_baselines(args: argparse.Namespace, shared: dict[str, Path], r
     return scores
 
 
-def latent_probes(args: argparse.Namespace, shared: dict[str, Path], runs: list[Run]) -> dict[Run, dict[str, Any]]:
-    """`trainers/latent_probe.py` on every run whose model has a LAP (cached as latent_probe.json in its folder): is
-    z informative about the chunk's motion, against a LAP at init and the raw boundary features?"""
+def run_diagnostics(
+    args: argparse.Namespace,
+    shared: dict[str, Path],
+    runs: list[Run],
+    cache_name: str,
+    applies: Callable[[Any], bool],
+    measure: Callable[[Any, Any, list[Path], Run], dict[str, Any]],
+) -> dict[Run, dict[str, Any]]:
+    """`measure(model, processor, run's data folders, run)` on each trained run whose config `applies`, cached as
+    `cache_name` in the run's folder with the weights file's size and modification time, so a retrained run is
+    measured again."""
     from modeling_jala.configuration_jala import JalaConfig
     from modeling_jala.modeling_jala import JalaForMotionPretraining
     from modeling_jala.processing_jala import JalaProcessor
-    from trainers.latent_probe import probe_latent_actions
 
-    probes: dict[Run, dict[str, Any]] = {}
+    reports: dict[Run, dict[str, Any]] = {}
     for run in runs:
-        hub, cache = run_folder(args, run) / "jala", run_folder(args, run) / PROBE_FILE
-        if cache.exists():
-            probes[run] = json.loads(cache.read_text())
+        hub, cache = run_folder(args, run) / "jala", run_folder(args, run) / cache_name
+        weights = (hub / "model.safetensors").stat()
+        fingerprint = f"{weights.st_size}-{weights.st_mtime_ns}"
+        cached = json.loads(cache.read_text()) if cache.exists() else {}
+        if cached.get("weights") == fingerprint:
+            reports[run] = cached["report"]
             continue
-        if not JalaConfig.from_pretrained(hub).uses_latent_actions:
+        if not applies(JalaConfig.from_pretrained(hub)):
             continue
         model, processor = JalaForMotionPretraining.from_pretrained(hub), JalaProcessor.from_pretrained(hub)
-        train = datasets_for(shared["data"], run.wild_multiple, args.wild_multiples)
-        probes[run] = probe_latent_actions(
-            model, processor, train, shared["base"], max_train_clips=args.probe_train_clips, seed=run.seed
+        data = datasets_for(shared["data"], run.wild_multiple, args.wild_multiples)
+        reports[run] = measure(model, processor, data, run)
+        cache.write_text(json.dumps({"weights": fingerprint, "report": reports[run]}, indent=2))
+        logger.info("%s of %s done", cache_name, run.name)
+    return reports
+
+
+def latent_probes(args: argparse.Namespace, shared: dict[str, Path], runs: list[Run]) -> dict[Run, dict[str, Any]]:
+    """`trainers/latent_probe.py` on every run whose model has a LAP: is z informative about the chunk's motion,
+    against a LAP at init and the raw boundary features?"""
+    from trainers.latent_probe import probe_latent_actions
+
+    def measure(model: Any, processor: Any, data: list[Path], run: Run) -> dict[str, Any]:
+        return probe_latent_actions(
+            model, processor, data, shared["base"], max_train_clips=args.probe_train_clips, seed=run.seed
         )
-        cache.write_text(json.dumps(probes[run], indent=2))
-        logger.info("latent probe of %s done", run.name)
-    return probes
+
+    return run_diagnostics(args, shared, runs, PROBE_FILE, lambda config: config.uses_latent_actions, measure)
 
 
 def alignment_gradients(
     args: argparse.Namespace, shared: dict[str, Path], runs: list[Run]
 ) -> dict[Run, dict[str, Any]]:
-    """`trainers/loss_gradients.py` on every run with a λ-weighted term (cached as loss_gradients.json): the gradient
-    norm of λ·L_align next to L_MCP's per parameter group, on a few training batches of the run's own data."""
-    from modeling_jala.configuration_jala import JalaConfig
-    from modeling_jala.modeling_jala import JalaForMotionPretraining
-    from modeling_jala.processing_jala import JalaProcessor
+    """`trainers/loss_gradients.py` on every run with a λ-weighted term (LAPA†: λ weighs its latent-code loss): the
+    gradient norm of λ·L_align next to L_MCP's per parameter group, on a few training batches of the run's data."""
     from trainers.loss_gradients import loss_gradient_norms
 
-    reports: dict[Run, dict[str, Any]] = {}
-    for run in runs:
-        hub, cache = run_folder(args, run) / "jala", run_folder(args, run) / GRADIENTS_FILE
-        if cache.exists():
-            reports[run] = json.loads(cache.read_text())
-            continue
-        config = JalaConfig.from_pretrained(hub)
-        if config.align_weight <= 0 or not (config.uses_latent_actions or config.variant == "lapa"):
-            continue  # no alignment term (LAPA†: λ weighs its latent-code loss)
-        model, processor = JalaForMotionPretraining.from_pretrained(hub), JalaProcessor.from_pretrained(hub)
-        data = datasets_for(shared["data"], run.wild_multiple, args.wild_multiples)
-        reports[run] = loss_gradient_norms(model, processor, data, batches=args.gradient_batches, seed=run.seed)
-        cache.write_text(json.dumps(reports[run], indent=2))
-    return reports
+    def applies(config: Any) -> bool:
+        return config.align_weight > 0 and (config.uses_latent_actions or config.variant == "lapa")
+
+    def measure(model: Any, processor: Any, data: list[Path], run: Run) -> dict[str, Any]:
+        return loss_gradient_norms(model, processor, data, batches=args.gradient_batches, seed=run.seed)
+
+    return run_diagnostics(args, shared, runs, GRADIENTS_FILE, applies, measure)
 
 
 def summarise_gradients(reports: dict[Run, dict[str, Any]], main_multiple: int) -> dict[str, Any]:

@@ -114,3 +114,37 @@ def test_final_health_averages_the_last_tenth_of_training() -> None:
     assert table1.final_health(history, 200) == {"mcp_accuracy": pytest.approx(2.0)}  # only step 200 is > 180
     history.append({"step": 200, "train_runtime": 5.0})
     assert table1.final_health(history, 200)["mcp_accuracy"] == pytest.approx(2.0)
+
+
+def test_diagnostics_are_cached_per_weights_and_redone_for_a_retrained_run(tmp_path: Path) -> None:
+    import os
+
+    import torch
+
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from tests.fixtures.tiny_jala import tiny_jala_config, tiny_processor
+
+    args = _args(tmp_path)
+    run = table1.Run("JALA", 4, 0)
+    hub = table1.run_folder(args, run) / "jala"
+    torch.manual_seed(0)
+    JalaForMotionPretraining(tiny_jala_config()).save_pretrained(hub)
+    tiny_processor().save_pretrained(hub)
+    shared = {"data": tmp_path / "data"}
+    calls: list[str] = []
+
+    def measure(model: object, processor: object, data: list[Path], measured: table1.Run) -> dict:
+        calls.append(measured.name)
+        return {"folders": [path.name for path in data]}
+
+    def diagnose(applies=lambda config: True) -> dict:
+        return table1.run_diagnostics(args, shared, [run], "diagnostic.json", applies, measure)
+
+    assert diagnose() == {run: {"folders": ["unihand_mix", "wild_1x_to_4x"]}}
+    assert diagnose() == {run: {"folders": ["unihand_mix", "wild_1x_to_4x"]}} and len(calls) == 1  # cached
+    weights = hub / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))  # retrained
+    diagnose()
+    assert len(calls) == 2
+    (table1.run_folder(args, run) / "diagnostic.json").unlink()
+    assert diagnose(applies=lambda config: config.variant == "lapa") == {} and len(calls) == 2
