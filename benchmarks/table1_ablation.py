@@ -476,7 +476,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"Machine: {setup['machine']}. {setup['structure']} JALA, {setup['steps']} steps x batch {setup['batch_size']}"
         f" (lr {setup['learning_rate']}) per run, seeds {setup['seeds']}, {setup['parallel']} runs side by side with"
         f" {setup['threads']} thread(s) each; {setup['total_train_hours']:.2f} h of training in all"
-        f" ({setup['runs']} runs, summed over every invocation that trained them); this invocation's wall time"
+        f" ({setup['runs']} runs; a stopped and resumed run counts only the part that ran to the end, so this is a"
+        " lower bound); this invocation's wall time"
         f" {setup['wall_hours']:.2f} h.",
         f"Data: {setup['lab_clips']} labelled lab clips; wild clips = {setup['main_multiple']}x the lab clips in the"
         f" main table (a tenth pseudo-labelled, the rest unlabelled); held out: the first {setup['eval_clips']}"
