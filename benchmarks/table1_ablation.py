@@ -51,6 +51,8 @@ from benchmark_machine import cpu_model
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from trainers import quickstart  # noqa: E402  (the recipe of its shared inputs and its evaluation settings)
+
 logger = logging.getLogger("jala.benchmarks.table1_ablation")
 
 #: Row name -> (folder slug, `trainers/pretrain.py` flags).
@@ -115,12 +117,12 @@ def build_shared(args: argparse.Namespace) -> dict[str, Path]:
     """Data, motion tokenizer and SSL encoder for every run (each step skipped when its output exists)."""
     from dataset_scripts.builder import build_unihand
     from dataset_scripts.sources.synthetic import SyntheticSource
-    from trainers import train_ssl_encoder, train_tokenizer
-    from trainers.quickstart import build_data
 
     data_dir = args.output_dir / "data"
     base = data_dir / "unihand_mix"
-    build_data(base, {"lab": args.lab_clips, "wild": args.lab_clips, "test": args.test_clips}, args.data_seed)
+    quickstart.build_data(
+        base, {"lab": args.lab_clips, "wild": args.lab_clips, "test": args.test_clips}, args.data_seed
+    )
     for low, high in wild_increments(args.wild_multiples):
         folder = increment_folder(data_dir, low, high)
         if not (folder / "README.md").exists():  # another world seed per step: new scenes, same distribution
@@ -131,22 +133,10 @@ def build_shared(args: argparse.Namespace) -> dict[str, Path]:
             )
     tokenizer = args.output_dir / "motion_tokenizer"
     if not (tokenizer / "model.safetensors").exists():
-        train_tokenizer.main(
-            [
-                f"--output_dir={tokenizer}",
-                "--preset=cpu",
-                f"--dataset={base}",
-                "--dataset_config=all",
-                "--eval_split=test_lab",
-                f"--max_steps={args.tokenizer_steps}",
-                f"--seed={args.data_seed}",
-            ]
-        )
+        quickstart.train_motion_tokenizer(base, tokenizer, args.tokenizer_steps, args.data_seed)
     ssl = args.output_dir / "ssl_encoder"
     if not (ssl / "model.safetensors").exists():
-        train_ssl_encoder.main(
-            [f"--dataset={base}", f"--output_dir={ssl}", f"--max_steps={args.ssl_steps}", f"--seed={args.data_seed}"]
-        )
+        quickstart.train_frame_encoder(base, ssl, args.ssl_steps, args.data_seed)
     return {"data": data_dir, "base": base, "tokenizer": tokenizer, "ssl": ssl}
 
 
@@ -622,8 +612,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--main_multiple", type=int, default=None, help="the main table's (default: the largest)")
     parser.add_argument("--test_clips", type=int, default=40)
     parser.add_argument("--data_seed", type=int, default=0)
-    parser.add_argument("--tokenizer_steps", type=int, default=800)
-    parser.add_argument("--ssl_steps", type=int, default=1500)
+    parser.add_argument("--tokenizer_steps", type=int, default=quickstart.TOKENIZER_STEPS)
+    parser.add_argument("--ssl_steps", type=int, default=quickstart.SSL_STEPS)
     parser.add_argument("--structure", default="tiny")
     parser.add_argument("--steps", type=int, default=None, help="default: the structure's preset (tiny: 1200)")
     parser.add_argument("--batch_size", type=int, default=None, help="default: the structure's preset (tiny: 8)")
@@ -637,9 +627,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save_steps", type=int, default=300, help="checkpoint interval (resume granularity)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated rows")
-    parser.add_argument("--eval_clips", type=int, default=40)
-    parser.add_argument("--decoding_steps", type=int, default=8)
-    parser.add_argument("--ensemble", type=int, default=2)
+    parser.add_argument("--eval_clips", type=int, default=quickstart.EVAL_CLIPS)
+    parser.add_argument("--decoding_steps", type=int, default=quickstart.DECODING_STEPS)
+    parser.add_argument("--ensemble", type=int, default=quickstart.ENSEMBLE)
     parser.add_argument("--probe_train_clips", type=int, default=200, help="train clips per latent probe")
     parser.add_argument("--gradient_batches", type=int, default=4, help="batches per loss-gradient measurement")
     parser.add_argument("--parallel", type=int, default=2, help="runs side by side")

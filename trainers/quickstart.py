@@ -51,6 +51,35 @@ print(type(model).__name__, type(processor).__name__)
 """
 
 
+#: The quickstart's budget and evaluation settings, shared with benchmarks that reuse its recipe (Table 1).
+TOKENIZER_STEPS = 800
+TOKENIZER_PRESET = "cpu"
+SSL_STEPS = 1500
+EVAL_CLIPS = 40
+DECODING_STEPS = 8
+ENSEMBLE = 2
+
+
+def train_motion_tokenizer(data: Path, folder: Path, steps: int, seed: int, preset: str = TOKENIZER_PRESET) -> dict:
+    """The motion tokenizer on every labelled clip of `data`, held-out reconstruction on test_lab; its report."""
+    return train_tokenizer.main(
+        [
+            f"--output_dir={folder}",
+            f"--preset={preset}",
+            f"--dataset={data}",
+            "--dataset_config=all",
+            "--eval_split=test_lab",
+            f"--max_steps={steps}",
+            f"--seed={seed}",
+        ]
+    )
+
+
+def train_frame_encoder(data: Path, folder: Path, steps: int, seed: int) -> None:
+    """The self-supervised frame encoder on the frames of `data` (labels never read)."""
+    train_ssl_encoder.main([f"--dataset={data}", f"--output_dir={folder}", f"--max_steps={steps}", f"--seed={seed}"])
+
+
 def build_data(folder: Path, clips: dict[str, int], seed: int) -> None:
     if (folder / "README.md").exists():
         logger.info("reusing %s", folder)
@@ -111,19 +140,22 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lab_clips", type=int, default=400)
     parser.add_argument("--wild_clips", type=int, default=400)
     parser.add_argument("--test_clips", type=int, default=40)
-    parser.add_argument("--tokenizer_steps", type=int, default=800)
+    parser.add_argument("--tokenizer_steps", type=int, default=TOKENIZER_STEPS)
     parser.add_argument(
         "--tokenizer_preset",
-        default="cpu",
+        default=TOKENIZER_PRESET,
         help="motion tokenizer size (64-code codebooks, 4 residual layers: README 'CPU presets')",
     )
-    parser.add_argument("--ssl_steps", type=int, default=1500, help="self-supervised encoder steps")
+    parser.add_argument("--ssl_steps", type=int, default=SSL_STEPS, help="self-supervised encoder steps")
     parser.add_argument("--pretrain_steps", type=int, default=None, help="default: the tiny structure's preset")
     parser.add_argument(
-        "--eval_clips", type=int, default=40, help="held-out clips scored per split: those with the smallest ids"
+        "--eval_clips",
+        type=int,
+        default=EVAL_CLIPS,
+        help="held-out clips scored per split: those with the smallest ids",
     )
-    parser.add_argument("--decoding_steps", type=int, default=8, help="masked-decoding passes per chunk")
-    parser.add_argument("--ensemble", type=int, default=2, help="decodings averaged per clip")
+    parser.add_argument("--decoding_steps", type=int, default=DECODING_STEPS, help="masked-decoding passes per chunk")
+    parser.add_argument("--ensemble", type=int, default=ENSEMBLE, help="decodings averaged per clip")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--reuse_trained",
@@ -147,26 +179,14 @@ def main(argv: list[str] | None = None) -> dict:
     tokenizer_report = (
         json.loads((tokenizer_dir / "eval_results.json").read_text())
         if reuse_tokenizer
-        else train_tokenizer.main(
-            [
-                f"--output_dir={tokenizer_dir}",
-                f"--preset={args.tokenizer_preset}",
-                f"--dataset={data}",
-                "--dataset_config=all",
-                "--eval_split=test_lab",
-                f"--max_steps={args.tokenizer_steps}",
-                f"--seed={args.seed}",
-            ]
-        )
+        else train_motion_tokenizer(data, tokenizer_dir, args.tokenizer_steps, args.seed, args.tokenizer_preset)
     )
     timings["train_tokenizer_min"] = (time.monotonic() - started) / 60
 
     started = time.monotonic()
     ssl_dir = out / "ssl_encoder"
     if not (args.reuse_trained and (ssl_dir / "model.safetensors").exists()):
-        train_ssl_encoder.main(
-            [f"--dataset={data}", f"--output_dir={ssl_dir}", f"--max_steps={args.ssl_steps}", f"--seed={args.seed}"]
-        )
+        train_frame_encoder(data, ssl_dir, args.ssl_steps, args.seed)
     timings["train_ssl_encoder_min"] = (time.monotonic() - started) / 60
     started = time.monotonic()
     probe = probe_encoders(data, {"self-supervised": ssl_dir}, random_init_seeds=(0,))
