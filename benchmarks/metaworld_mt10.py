@@ -22,7 +22,8 @@ over several seeds, with a diagnostic ladder that says where a low success rate 
 5. a JSON + markdown record under `benchmarks/results/` — per task and seed, mean ± standard deviation over seeds,
    the difference pretrained − scratch with its standard error — and a PNG: loss curves and success per task.
 
-`--reuse` keeps whatever a previous run in `--work_dir` finished (trained policies, evaluations) and redoes the rest,
+`--reuse` keeps whatever a previous run in `--work_dir` finished (trained policies, evaluations), continues an
+unfinished post-training from its last checkpoint (every `--save_steps`, beside the run's folder) and redoes the rest,
 e.g. after an interrupted run.
 """
 
@@ -80,6 +81,30 @@ def evaluate(policy: str, output: Path, args: argparse.Namespace, log: Path, ext
     return json.loads(output.read_text())
 
 
+def posttrain_command(
+    args: argparse.Namespace, output: Path, start: str, seed: int, demos: Path, image_keys: list[str]
+) -> list[str]:
+    """The `posttrain.py` command of one run. It checkpoints every `--save_steps` (beside `output`, one kept); with
+    `--reuse`, an unfinished run continues from its last checkpoint, so a policy's budget can span several sittings."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    width, layers, heads = (int(part) for part in args.head.split(","))
+    checkpoints = output.parent / f"{output.name}-checkpoints"
+    command = [sys.executable, "trainers/posttrain.py", f"--model_name_or_path={args.pretrained}"]
+    command += ["--from_scratch"] if start == "scratch" else []
+    command += [f"--dataset={demos}", f"--output_dir={output}", "--image_keys", *image_keys]
+    command += [f"--max_steps={args.max_steps}", f"--per_device_train_batch_size={args.batch_size}"]
+    command += [f"--learning_rate={args.learning_rate}"]
+    command += [f"--head_hidden_size={width}", f"--head_num_layers={layers}", f"--head_num_heads={heads}"]
+    command += [f"--seed={seed}", "--report_to=none", "--logging_steps=25", "--disable_tqdm=true"]
+    command += [f"--checkpoint_dir={checkpoints}", "--save_strategy=steps", f"--save_steps={args.save_steps}"]
+    command += ["--save_total_limit=1"]
+    last = get_last_checkpoint(str(checkpoints)) if args.reuse and checkpoints.is_dir() else None
+    if last:
+        command.append(f"--resume_from_checkpoint={last}")
+    return command
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -108,7 +133,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no_ladder", action="store_true", help="Skip the expert and training-placement rungs.")
     parser.add_argument("--frame_parity", action="store_true", help="Also evaluate through the AV1 round trip.")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results"))
-    parser.add_argument("--reuse", action="store_true", help="Keep finished runs / evaluations in --work_dir.")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="Keep finished runs / evaluations in --work_dir; continue unfinished runs from their last checkpoint.",
+    )
+    parser.add_argument("--save_steps", type=int, default=500, help="Checkpoint interval of each post-training run.")
     parser.add_argument("--tag", default="", help="Suffix of the result files (several budgets on one day).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -135,22 +165,17 @@ def main(argv: list[str] | None = None) -> dict:
     if missing:
         raise ValueError(f"{demos} was recorded with cameras {recorded_cameras}, not {missing}; use another work_dir.")
     image_keys = [image_key_for(camera, recorded_cameras) for camera in cameras]
-    width, layers, heads = (int(part) for part in args.head.split(","))
     runs = {f"{start}_seed{seed}": (start, seed) for start in STARTS for seed in seeds}
     if any((work / name).resolve() == Path(args.pretrained).resolve() for name in runs):
         raise ValueError(f"--pretrained {args.pretrained} is inside --work_dir under a run's name; move it.")
-    processes = {}
+    processes, resumed = {}, []
     for name, (start, seed) in runs.items():
         if args.reuse and (work / name / "run_summary.json").exists():
             logger.info("reusing the trained policy %s", work / name)
             continue
-        command = [sys.executable, "trainers/posttrain.py", f"--model_name_or_path={args.pretrained}"]
-        command += ["--from_scratch"] if start == "scratch" else []
-        command += [f"--dataset={demos}", f"--output_dir={work / name}", "--image_keys", *image_keys]
-        command += [f"--max_steps={args.max_steps}", f"--per_device_train_batch_size={args.batch_size}"]
-        command += [f"--learning_rate={args.learning_rate}"]
-        command += [f"--head_hidden_size={width}", f"--head_num_layers={layers}", f"--head_num_heads={heads}"]
-        command += [f"--seed={seed}", "--report_to=none", "--logging_steps=25", "--disable_tqdm=true"]
+        command = posttrain_command(args, work / name, start, seed, demos, image_keys)
+        if any(flag.startswith("--resume_from_checkpoint=") for flag in command):
+            resumed.append(name)
         processes[name] = launch(command, work / f"{name}.log", args.threads)
         if not args.parallel and processes[name].wait():
             raise RuntimeError(f"post-training {name} failed; see {work / f'{name}.log'}")
@@ -172,7 +197,7 @@ def main(argv: list[str] | None = None) -> dict:
             "seeds": seeds,
             "torch_threads_per_run": args.threads,
             "runs_in_parallel": args.parallel,
-            "dit_width_layers_heads": [width, layers, heads],
+            "dit_width_layers_heads": [int(part) for part in args.head.split(",")],
         },
         "evaluation": {
             "episodes_per_task": args.eval_episodes,
@@ -184,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict:
         "goal_visibility": [asdict(row) for row in visibility],
         "tasks_with_goal_fixed_by_a_visible_object": goal_in_view,
         "reused_policies": [name for name in runs if name not in processes],
+        "resumed_policies": resumed,
     }
     for name in runs:
         output = work / name
@@ -434,6 +460,11 @@ def markdown(report: dict) -> str:
         lines.append(
             f"Reused policies (trained by an earlier invocation with the same budget, maybe under another machine "
             f"load; wall time not comparable): {', '.join(report['reused_policies'])}."
+        )
+    if report.get("resumed_policies"):
+        lines.append(
+            f"Resumed from a checkpoint (the train wall time counts only the last sitting): "
+            f"{', '.join(report['resumed_policies'])}."
         )
     if report["ladder"]:
         lines += [

@@ -484,3 +484,39 @@ def test_trainable_parameters_survive_from_pretrained(head: dict, tmp_path: Path
     flags = {name: parameter.requires_grad for name, parameter in new.named_parameters()}
     assert {name: parameter.requires_grad for name, parameter in reloaded.named_parameters()} == flags
     assert not any(flag for name, flag in flags.items() if name.startswith("model.ssl_encoder."))
+
+
+def test_posttrain_resumes_from_its_last_checkpoint_on_the_same_loss_trajectory(
+    pretrained_folder: Path, tmp_path: Path
+) -> None:
+    """The MT10 benchmark spreads long post-trainings over several sittings: `--resume_from_checkpoint last`
+    continues from the newest checkpoint beside the output folder with the same losses as an unbroken run."""
+    import shutil
+
+    from tests.fixtures.lerobot_factory import write_lerobot_fixture
+    from trainers import posttrain
+
+    dataset = write_lerobot_fixture(tmp_path / "robot")
+
+    def run(output: Path, *extra: str) -> Path:
+        flags = [f"--model_name_or_path={pretrained_folder}", f"--dataset={dataset}", f"--output_dir={output}"]
+        flags += ["--image_keys=observation.images.top", "--head_hidden_size=32", "--head_num_layers=2"]
+        flags += ["--head_num_heads=2", "--chunk_size=4", "--max_steps=4", "--per_device_train_batch_size=2"]
+        flags += ["--logging_steps=1", "--report_to=none", "--seed=0", "--save_strategy=steps", "--save_steps=2"]
+        return posttrain.main([*flags, *extra])
+
+    def losses(checkpoint: Path) -> dict[int, float]:
+        history = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+        return {entry["step"]: entry["loss"] for entry in history if "loss" in entry}
+
+    run(tmp_path / "full")
+    checkpoints = tmp_path / "full-checkpoints"
+    assert sorted(path.name for path in checkpoints.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    resume_from = tmp_path / "resume_from"
+    shutil.copytree(checkpoints / "checkpoint-2", resume_from / "checkpoint-2")
+    output = run(tmp_path / "resumed", f"--checkpoint_dir={resume_from}", "--resume_from_checkpoint=last")
+    reference, continued = losses(checkpoints / "checkpoint-4"), losses(resume_from / "checkpoint-4")
+    assert set(reference) == {1, 2, 3, 4}
+    for step in (3, 4):
+        assert continued[step] == pytest.approx(reference[step], rel=1e-5), (step, continued, reference)
+    assert json.loads((output / "run_summary.json").read_text())["steps"] == 4
