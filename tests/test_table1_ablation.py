@@ -71,6 +71,10 @@ def test_pretrain_flags_reach_pretrain_with_every_data_folder(tmp_path: Path) ->
     extra = _args(tmp_path, pretrain_flags="--description_share 0.25 --warmup_steps=0.1")
     _, data_args, training_args, _ = parse_arguments(table1.pretrain_argv(extra, shared, table1.Run("JALA", 4, 0)))
     assert data_args.description_share == 0.25 and training_args.warmup_steps == 0.1
+    # A user's pretrained frame encoder (the README's lever) replaces the shared small one.
+    swapped = _args(tmp_path, pretrain_flags="--ssl_encoder_name_or_path=facebook/dinov3-vits16-pretrain-lvd1689m")
+    model_args, _, _, _ = parse_arguments(table1.pretrain_argv(swapped, shared, table1.Run("JALA", 4, 0)))
+    assert model_args.ssl_encoder_name_or_path == "facebook/dinov3-vits16-pretrain-lvd1689m"
 
     _, data_args, _, _ = parse_arguments(table1.pretrain_argv(args, shared, table1.Run("JALA", 0, 0)))
     assert data_args.lab_weight == 1.0  # 0x wild: the base build's lab clips only
