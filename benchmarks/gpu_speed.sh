@@ -15,6 +15,7 @@ mkdir -p "$out"
 # frames, and the DiT steps compiled as CUDA graphs (compile + capture time included as compile_s).
 $PYTHON benchmarks/action_latency.py --sizes paper --attention dense,flex --compile reduce-overhead \
     --repeats 30 --warmup 5 --output "$out/action_latency_${card}_bf16_${day}.json"
-# The pretraining step at the earlier record's batch and sequence: dense vs flex, beside a plain InternVL step.
-$PYTHON benchmarks/pretrain_throughput.py --size paper --batch 8 --chunks 4 --attention dense,flex \
+# The pretraining step at the earlier record's batch and sequence: dense vs flex, each without and with every other
+# layer checkpointed, beside a plain InternVL step.
+$PYTHON benchmarks/pretrain_throughput.py --size paper --batch 8 --chunks 4 --attention dense,flex --checkpoint_every 0,2 \
     --steps 10 --warmup 3 --output "$out/pretrain_throughput_${card}_bf16_${day}.md"

@@ -8,7 +8,8 @@ Both steps use random weights, the same batch size and the same total sequence l
 step trains next-token prediction on a text + image sequence of that length. JALA's step includes the LAP on
 precomputed SSL features (as at scale, where the builder stores them), the two losses and the decoupled EMA.
 Prints a table (samples/s, tokens/s, MFU against the matmul peak measured in the same run, step time, peak memory)
-with the device and date.
+with the device and date. `--checkpoint_every 0,2` adds rows with selective activation checkpointing (every n-th
+layer's activations recomputed in the backward pass: less memory, more compute; what lets a larger batch fit).
 """
 
 from __future__ import annotations
@@ -99,8 +100,14 @@ def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
     return 2 * size**3 / seconds / 1e12
 
 
-def jala_step_time(config, batch, chunks, device, dtype, steps, warmup) -> tuple[float, int, float]:
+def jala_step_time(
+    config, batch, chunks, device, dtype, steps, warmup, checkpoint_every: int = 0
+) -> tuple[float, int, float]:
+    """Seconds per step, sequence length and peak memory; `checkpoint_every` > 0 recomputes every n-th layer's
+    activations in the backward pass (transformers' selective activation checkpointing), 0 keeps them all."""
     model = JalaForMotionPretraining(config).to(device=device, dtype=dtype).train()
+    if checkpoint_every:
+        model.activation_checkpointing_enable(every_n_layers=checkpoint_every)
     inputs = synthetic_batch(config, batch, chunks, device, dtype)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-5, betas=(0.9, 0.95))
 
@@ -154,6 +161,11 @@ def main() -> None:
     parser.add_argument("--dtype", choices=("bfloat16", "float32"), default="bfloat16")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--attention", default="dense", help="comma-separated block_causal_attention: dense, flex")
+    parser.add_argument(
+        "--checkpoint_every",
+        default="0",
+        help="comma-separated activation checkpointing strides: 0 = off, 1 = every layer, 2 = every other layer",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the table here")
     args = parser.parse_args()
@@ -162,13 +174,14 @@ def main() -> None:
     torch.manual_seed(0)
     jala_rows, length = [], 0
     for attention in args.attention.split(","):
-        config = jala_config(args.size, attention)
-        seconds, length, memory = jala_step_time(
-            config, args.batch, args.chunks, device, dtype, args.steps, args.warmup
-        )
-        jala_rows.append((attention, seconds, memory))
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        for every in (int(value) for value in args.checkpoint_every.split(",")):
+            config = jala_config(args.size, attention)
+            seconds, length, memory = jala_step_time(
+                config, args.batch, args.chunks, device, dtype, args.steps, args.warmup, every
+            )
+            jala_rows.append((attention, every, seconds, memory))
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
     plain_seconds, plain_memory = internvl_step_time(
         jala_config(args.size), args.batch, length, device, dtype, args.steps, args.warmup
     )
@@ -189,9 +202,11 @@ def main() -> None:
         "| step | samples/s | tokens/s | MFU | s/step | peak GiB |",
         "|---|---|---|---|---|---|",
     ]
+    checkpointing = {0: "", 1: ", every layer checkpointed"}
     lines += [
-        f"| JALA (MCP + alignment + EMA), {attention} block-causal mask | {cells(seconds, memory)} |"
-        for attention, seconds, memory in jala_rows
+        f"| JALA (MCP + alignment + EMA), {attention} block-causal mask"
+        f"{checkpointing.get(every, f', 1 in {every} layers checkpointed')} | {cells(seconds, memory)} |"
+        for attention, every, seconds, memory in jala_rows
     ]
     lines.append(f"| plain InternVL next-token step | {cells(plain_seconds, plain_memory)} |")
     print("\n".join(lines))

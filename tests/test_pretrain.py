@@ -145,6 +145,32 @@ def test_resume_continues_the_same_loss_trajectory(pretrain_inputs: tuple[Path, 
     assert not (tmp_path / "resumed-checkpoints").exists()
 
 
+def test_selective_activation_checkpointing_keeps_the_loss_trajectory(
+    pretrain_inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """`--activation_checkpointing --activation_checkpointing_kwargs '{"every_n_layers": 2}'` (transformers'
+    layer-level selective checkpointing) trains exactly as without it and writes the same Hub folder."""
+    repo, tokenizer = pretrain_inputs
+    plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
+    run_pretrain(repo, tokenizer, plain, "--max_steps=3")
+    run_pretrain(
+        repo,
+        tokenizer,
+        checkpointed,
+        "--max_steps=3",
+        "--activation_checkpointing",
+        '--activation_checkpointing_kwargs={"every_n_layers": 2}',
+    )
+    reference, losses = step_losses(plain), step_losses(checkpointed)
+    assert set(reference) == {1, 2, 3}
+    for step, loss in reference.items():
+        assert losses[step] == pytest.approx(loss, rel=1e-5), (step, losses, reference)
+    assert load_file(checkpointed / "model.safetensors").keys() == load_file(plain / "model.safetensors").keys()
+    recorded = json.loads((checkpointed / "training_args.json").read_text())
+    assert recorded["activation_checkpointing"] is True
+    assert recorded["activation_checkpointing_kwargs"] == {"every_n_layers": 2}
+
+
 def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None:
     from trainers.presets import TINY_TRAINING_DEFAULTS
     from trainers.pretrain import parse_arguments
