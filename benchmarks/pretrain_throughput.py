@@ -101,13 +101,16 @@ def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def jala_step_time(
-    config, batch, chunks, device, dtype, steps, warmup, checkpoint_every: int = 0
+    config, batch, chunks, device, dtype, steps, warmup, checkpoint_every: int = 0, compile_backend: str = ""
 ) -> tuple[float, int, float]:
     """Seconds per step, sequence length and peak memory; `checkpoint_every` > 0 recomputes every n-th layer's
-    activations in the backward pass (transformers' selective activation checkpointing), 0 keeps them all."""
+    activations in the backward pass (transformers' selective activation checkpointing), 0 keeps them all;
+    `compile_backend` compiles each decoder layer in place (`compile_decoder_layers`; compiled during warm-up)."""
     model = JalaForMotionPretraining(config).to(device=device, dtype=dtype).train()
     if checkpoint_every:
         model.activation_checkpointing_enable(every_n_layers=checkpoint_every)
+    if compile_backend:
+        model.compile_decoder_layers(backend=compile_backend)
     inputs = synthetic_batch(config, batch, chunks, device, dtype)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-5, betas=(0.9, 0.95))
 
@@ -166,6 +169,11 @@ def main() -> None:
         default="0",
         help="comma-separated activation checkpointing strides: 0 = off, 1 = every layer, 2 = every other layer",
     )
+    parser.add_argument(
+        "--compile_decoder_layers",
+        default="",
+        help="torch.compile backend (e.g. inductor): adds a row per attention with the decoder layers compiled",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the table here")
     args = parser.parse_args()
@@ -173,13 +181,15 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     torch.manual_seed(0)
     jala_rows, length = [], 0
+    settings = [(every, "") for every in (int(value) for value in args.checkpoint_every.split(","))]
+    settings += [(0, args.compile_decoder_layers)] if args.compile_decoder_layers else []
     for attention in args.attention.split(","):
-        for every in (int(value) for value in args.checkpoint_every.split(",")):
+        for every, backend in settings:
             config = jala_config(args.size, attention)
             seconds, length, memory = jala_step_time(
-                config, args.batch, args.chunks, device, dtype, args.steps, args.warmup, every
+                config, args.batch, args.chunks, device, dtype, args.steps, args.warmup, every, backend
             )
-            jala_rows.append((attention, every, seconds, memory))
+            jala_rows.append((attention, every, backend, seconds, memory))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     plain_seconds, plain_memory = internvl_step_time(
@@ -205,8 +215,9 @@ def main() -> None:
     checkpointing = {0: "", 1: ", every layer checkpointed"}
     lines += [
         f"| JALA (MCP + alignment + EMA), {attention} block-causal mask"
-        f"{checkpointing.get(every, f', 1 in {every} layers checkpointed')} | {cells(seconds, memory)} |"
-        for attention, every, seconds, memory in jala_rows
+        f"{checkpointing.get(every, f', 1 in {every} layers checkpointed')}"
+        f"{f', decoder layers compiled ({backend})' if backend else ''} | {cells(seconds, memory)} |"
+        for attention, every, backend, seconds, memory in jala_rows
     ]
     lines.append(f"| plain InternVL next-token step | {cells(plain_seconds, plain_memory)} |")
     print("\n".join(lines))

@@ -266,6 +266,20 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             )
         return loaded
 
+    def compile_decoder_layers(self, **compile_kwargs: Any) -> int:
+        """`torch.compile` each decoder layer of the language model in place (regional compilation); returns how
+        many.
+
+        The layers share one code path, so one compiled graph serves all of them and compile time does not grow
+        with depth, while the rest of the step (masking, perceivers, EMA, losses) stays eager and free to change
+        shape. `nn.Module.compile` keeps parameter names, so saving and strict loading are unaffected.
+        `compile_kwargs` go to `torch.compile` (e.g. `backend="aot_eager"` checks the wiring without a compiler).
+        """
+        layers = self.base_model.language_model.layers
+        for layer in layers:
+            layer.compile(**compile_kwargs)
+        return len(layers)
+
     def freeze_fixed_parts(self) -> None:
         """Turn off gradients for the tensors this model never trains (the frozen SSL encoder, the EMA targets, ...).
 

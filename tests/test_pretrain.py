@@ -145,11 +145,12 @@ def test_resume_continues_the_same_loss_trajectory(pretrain_inputs: tuple[Path, 
     assert not (tmp_path / "resumed-checkpoints").exists()
 
 
-def test_selective_activation_checkpointing_keeps_the_loss_trajectory(
+def test_activation_checkpointing_and_compiled_layers_keep_the_loss_trajectory(
     pretrain_inputs: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """`--activation_checkpointing --activation_checkpointing_kwargs '{"every_n_layers": 2}'` (transformers'
-    layer-level selective checkpointing) trains exactly as without it and writes the same Hub folder."""
+    layer-level selective checkpointing) and `--compile_decoder_layers` train exactly as the plain run and write
+    the same Hub folder."""
     repo, tokenizer = pretrain_inputs
     plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
     run_pretrain(repo, tokenizer, plain, "--max_steps=3")
@@ -169,6 +170,13 @@ def test_selective_activation_checkpointing_keeps_the_loss_trajectory(
     recorded = json.loads((checkpointed / "training_args.json").read_text())
     assert recorded["activation_checkpointing"] is True
     assert recorded["activation_checkpointing_kwargs"] == {"every_n_layers": 2}
+
+    # Regional compilation of the decoder layers (aot_eager: the compiler wiring without inductor) trains the same.
+    compiled = tmp_path / "compiled"
+    run_pretrain(repo, tokenizer, compiled, "--max_steps=3", "--compile_decoder_layers=aot_eager")
+    for step, loss in step_losses(compiled).items():
+        assert loss == pytest.approx(reference[step], rel=1e-5), (step, reference)
+    assert load_file(compiled / "model.safetensors").keys() == load_file(plain / "model.safetensors").keys()
 
 
 def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None:

@@ -89,6 +89,13 @@ class ModelArguments:
             "motion (not uniform); ignored with --model_name_or_path."
         },
     )
+    compile_decoder_layers: str | None = field(
+        default=None,
+        metadata={
+            "help": "torch.compile backend (e.g. inductor) for regional compilation: each language-model decoder "
+            "layer compiled in place, one graph shared by all; the rest of the step stays eager. Default: eager."
+        },
+    )
 
 
 @dataclass
@@ -280,6 +287,9 @@ def main(argv: list[str] | None = None) -> Path:
     logging.basicConfig(level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     set_seed(training_args.seed)
     model, processor = build_model_and_processor(model_args, data_args)
+    if model_args.compile_decoder_layers:
+        compiled = model.compile_decoder_layers(backend=model_args.compile_decoder_layers)
+        logger.info("compiled %d decoder layers (%s)", compiled, model_args.compile_decoder_layers)
     if model_args.init_token_priors and not model_args.model_name_or_path:
         model.init_token_priors(
             training_token_ids(model.motion_tokenizer, data_args.dataset, max_chunks=data_args.max_chunks)
