@@ -179,6 +179,22 @@ def test_activation_checkpointing_and_compiled_layers_keep_the_loss_trajectory(
     assert load_file(compiled / "model.safetensors").keys() == load_file(plain / "model.safetensors").keys()
 
 
+def test_group_by_chunks_wraps_the_training_stream_in_length_buckets(pretrain_inputs: tuple[Path, Path]) -> None:
+    from trainers.chunk_buckets import ChunkCountBuckets, kept_chunks
+    from trainers.pretrain import build_datasets, parse_arguments
+
+    repo, tokenizer = pretrain_inputs
+    base = [f"--dataset={repo}", f"--motion_tokenizer={tokenizer}", "--output_dir=out", "--max_chunks=10"]
+    _, data_args, training_args, _ = parse_arguments([*base, "--group_by_chunks", "--per_device_train_batch_size=3"])
+    train, _ = build_datasets(data_args, training_args, seed=0)
+    assert isinstance(train, ChunkCountBuckets) and (train.batch_size, train.max_chunks) == (3, 10)
+    rows = [row for row, _ in zip(train, range(12), strict=False)]
+    assert len({kept_chunks(row, 10) for row in rows}) > 1  # the fixture mixes clip lengths, so grouping shows
+    assert all(len({kept_chunks(row, 10) for row in rows[start : start + 3]}) == 1 for start in range(0, 12, 3))
+    _, data_args, training_args, _ = parse_arguments(base)
+    assert not isinstance(build_datasets(data_args, training_args, seed=0)[0], ChunkCountBuckets)  # off by default
+
+
 def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None:
     from trainers.presets import TINY_TRAINING_DEFAULTS
     from trainers.pretrain import parse_arguments

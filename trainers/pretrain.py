@@ -41,6 +41,7 @@ from modeling_jala.motion_tokenizer_jala import JalaMotionTokenizer
 from modeling_jala.processing_jala import JalaProcessor
 from modeling_jala.ssl_features_jala import ssl_image_settings
 from modeling_jala.strict_loading_jala import strict_from_pretrained
+from trainers.chunk_buckets import ChunkCountBuckets
 from trainers.hub_folder import hub_repo_ids
 from trainers.jala_trainer import JalaPretrainTrainer
 from trainers.model_card import write_jala_card
@@ -113,6 +114,13 @@ class DataArguments:
         },
     )
     shuffle_buffer_size: int = field(default=1000)
+    group_by_chunks: bool = field(
+        default=False,
+        metadata={
+            "help": "Batch clips that keep the same number of chunks together (length bucketing), so a batch is "
+            "not padded to its longest clip; rows are delayed, never dropped (trainers/chunk_buckets.py)."
+        },
+    )
     eval_split: str | None = field(default="test_lab")
     max_eval_samples: int = field(default=64)
 
@@ -254,6 +262,8 @@ def build_datasets(data_args: DataArguments, training_args: TrainingArguments, s
             seed=seed,
             shuffle_buffer_size=data_args.shuffle_buffer_size,
         )
+    if data_args.group_by_chunks:
+        train = ChunkCountBuckets(train, training_args.per_device_train_batch_size, data_args.max_chunks)
     evaluation = None
     if data_args.eval_split and training_args.eval_strategy != "no":
         evaluation = UniHandStream(data_args.dataset, split=data_args.eval_split, infinite=False, shuffle=False)
