@@ -28,7 +28,7 @@ def _action() -> tuple[torch.nn.Module, dict]:
     return tiny_action_model(), action_batch()
 
 
-def _train_step(model: torch.nn.Module, batch: dict) -> tuple[float, dict[str, torch.Tensor], Counter]:
+def train_step(model: torch.nn.Module, batch: dict) -> tuple[float, dict[str, torch.Tensor], Counter]:
     """Loss, gradients, and how often the insides of each GradientCheckpointingLayer ran (twice as often when it is
     recomputed; the layer's own hooks sit outside the checkpoint, so its children are counted)."""
     calls: Counter = Counter()
@@ -55,7 +55,7 @@ def test_every_nth_layer_recomputes_and_training_is_unchanged(
 ) -> None:
     model, batch = build()
     model.train()
-    reference_loss, reference, plain_calls = _train_step(model, batch)
+    reference_loss, reference, plain_calls = train_step(model, batch)
 
     model.activation_checkpointing_enable(every_n_layers=every_n_layers)
     layers = [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
@@ -64,7 +64,7 @@ def test_every_nth_layer_recomputes_and_training_is_unchanged(
     decoder = [m.gradient_checkpointing for m in layers if type(m).__name__ == "Qwen2DecoderLayer"]
     assert any(decoder) and (every_n_layers == 1) == all(decoder)  # the language model's layers are among them
 
-    loss, gradients, calls = _train_step(model, batch)
+    loss, gradients, calls = train_step(model, batch)
     # A checkpointed layer on the gradient path runs its forward twice; the others, and frozen ones, once.
     recomputed = {index for index in calls if calls[index] == 2 * plain_calls[index]}
     assert recomputed and recomputed <= {index for index, flag in enumerate(flags) if flag}

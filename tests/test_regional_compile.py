@@ -10,28 +10,21 @@ import torch
 
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from tests.fixtures.tiny_jala import tiny_jala_config
+from tests.test_activation_checkpointing import train_step
 from tests.test_jala_model import make_batch
-
-
-def _loss_and_gradients(model: JalaForMotionPretraining, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
-    model.zero_grad(set_to_none=True)
-    torch.manual_seed(1)  # the masking draw
-    loss = model(**batch).loss
-    loss.backward()
-    return float(loss.detach()), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 def test_compiled_decoder_layers_train_as_eager_and_save_the_same_keys(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = JalaForMotionPretraining(tiny_jala_config()).train()
     batch = make_batch()
-    reference_loss, reference = _loss_and_gradients(model, batch)
+    reference_loss, reference, _ = train_step(model, batch)
     keys = set(model.state_dict())
 
     layers = model.model.language_model.layers
     assert model.compile_decoder_layers(backend="aot_eager") == len(layers) > 1
     assert all(layer._compiled_call_impl is not None for layer in layers)
-    loss, gradients = _loss_and_gradients(model, batch)
+    loss, gradients, _ = train_step(model, batch)
     assert loss == pytest.approx(reference_loss, rel=1e-6)
     assert gradients.keys() == reference.keys()
     for name, gradient in gradients.items():
