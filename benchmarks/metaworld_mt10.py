@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> dict:
             "frames": summary["frames"],
             "episodes": summary["episodes"],
             "eval_wall_time_s": result["wall_time_s"],
+            "budget_change_on_resume": json.loads((output / "training_args.json").read_text()).get(
+                "budget_change_on_resume"
+            ),
             "mean_predict_action_s_during_eval": result["mean_predict_action_seconds"],
         }
     report["summary"] = summarise(report["runs"])
@@ -402,6 +405,23 @@ def plot(report: dict, training_logs: dict[str, Path], path: Path) -> Path:
     return path
 
 
+def budget_change_line(runs: dict[str, dict]) -> str | None:
+    """Which runs were resumed under another step budget than they started with (so their learning-rate schedule
+    is not a fresh run's), or None."""
+    changed = {name: run.get("budget_change_on_resume") for name, run in runs.items()}
+    changed = {name: change for name, change in changed.items() if change}
+    if not changed:
+        return None
+    return (
+        "Step budget changed on resume (the learning-rate schedule was rebuilt for the new budget at that step): "
+        + "; ".join(
+            f"{name} at step {change['at_step']} (started toward {change['max_steps_before']} steps)"
+            for name, change in changed.items()
+        )
+        + "."
+    )
+
+
 def markdown(report: dict) -> str:
     runs, summary, budget = report["runs"], report["summary"], report["budget"]
     names = list(runs)
@@ -466,6 +486,8 @@ def markdown(report: dict) -> str:
             f"Resumed from a checkpoint (the train wall time counts only the last sitting): "
             f"{', '.join(report['resumed_policies'])}."
         )
+    if changed := budget_change_line(report["runs"]):
+        lines.append(changed)
     if report["ladder"]:
         lines += [
             "",

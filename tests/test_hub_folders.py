@@ -319,3 +319,26 @@ def test_checkpoint_folder_stays_outside_and_push_to_hub_uploads_the_finished_fo
     api = RecordingApi()
     assert publish_hub_folder(folders.hub_folder, training_args, api=api) == "me/jala"
     assert calls == [("create_repo", "me/jala"), ("upload_folder", "me/jala", str(tmp_path / "jala"))]
+
+
+def test_a_resume_under_another_step_budget_is_warned_about_and_recorded(tmp_path: Path, caplog) -> None:
+    """The Trainer rebuilds the schedule for the new --max_steps; training_args.json must say so."""
+    from transformers import TrainingArguments
+
+    from trainers.training_common import HubFolderArguments, recorded_arguments, route_checkpoints
+
+    checkpoint = tmp_path / "jala-checkpoints" / "checkpoint-2000"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text(json.dumps({"max_steps": 8000, "global_step": 2000}))
+
+    def resumed(max_steps: int) -> dict:
+        training_args = TrainingArguments(
+            output_dir=str(tmp_path / "jala"), report_to="none", max_steps=max_steps, resume_from_checkpoint="last"
+        )
+        return recorded_arguments(training_args, route_checkpoints(training_args, HubFolderArguments()))
+
+    with caplog.at_level("WARNING", logger="trainers.training_common"):
+        changed = resumed(5000)
+    assert changed["budget_change_on_resume"] == {"at_step": 2000, "max_steps_before": 8000}
+    assert "rebuilds the learning-rate schedule at step 2000" in caplog.text
+    assert "budget_change_on_resume" not in resumed(8000)

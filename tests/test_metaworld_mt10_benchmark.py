@@ -1,4 +1,5 @@
-"""The MT10 benchmark's post-training command: checkpoints, and resuming an unfinished run with --reuse."""
+"""The MT10 benchmark's post-training command: checkpoints, resuming an unfinished run with --reuse, and the
+record's note on runs resumed under another step budget."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from metaworld_mt10 import posttrain_command  # noqa: E402
+from metaworld_mt10 import budget_change_line, posttrain_command  # noqa: E402
 
 
 def _args(reuse: bool) -> argparse.Namespace:
@@ -48,3 +49,14 @@ def test_reuse_resumes_from_the_last_checkpoint_only_when_asked(tmp_path):
     assert "--from_scratch" not in resumed and _flag(resumed, "seed") == "1"
     fresh = posttrain_command(_args(reuse=False), output, "jala", 1, tmp_path / "demos", ["a", "b"])
     assert _flag(fresh, "resume_from_checkpoint") is None
+
+
+def test_the_record_names_runs_resumed_under_another_step_budget():
+    runs = {
+        "scratch_seed0": {"budget_change_on_resume": {"at_step": 2000, "max_steps_before": 8000}},
+        "jala_seed0": {"budget_change_on_resume": None},
+        "jala_seed1": {},
+    }
+    line = budget_change_line(runs)
+    assert "scratch_seed0 at step 2000 (started toward 8000 steps)" in line and "jala" not in line
+    assert budget_change_line({"jala_seed0": {"budget_change_on_resume": None}}) is None

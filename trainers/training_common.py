@@ -95,6 +95,7 @@ class OutputFolders:
     hub_folder: Path
     checkpoint_dir: Path
     push_to_hub: bool
+    budget_change: dict[str, int] | None = None  # set when a resume runs under another --max_steps
 
 
 def default_checkpoint_dir(output_dir: str | Path) -> Path:
@@ -123,9 +124,34 @@ def route_checkpoints(training_args: TrainingArguments, hub_args: HubFolderArgum
             raise ValueError(f"--resume_from_checkpoint last: no checkpoint-N folder in {checkpoint_dir}.")
         training_args.resume_from_checkpoint = last
     folders = OutputFolders(hub_folder, checkpoint_dir, bool(training_args.push_to_hub))
+    if training_args.resume_from_checkpoint:
+        folders.budget_change = budget_change_on_resume(Path(training_args.resume_from_checkpoint), training_args)
     training_args.output_dir = str(checkpoint_dir)
     training_args.push_to_hub = False
     return folders
+
+
+def budget_change_on_resume(checkpoint: Path, training_args: TrainingArguments) -> dict[str, int] | None:
+    """The step budget a checkpoint was trained under, when the resume asks for another one: the Trainer then
+    rebuilds the learning-rate schedule for the new `--max_steps` (warmup and decay jump at the resume step), so the
+    run is not the run a fresh start with that budget would give. Warned about and kept in training_args.json."""
+    state_file = checkpoint / "trainer_state.json"
+    if training_args.max_steps <= 0 or not state_file.is_file():
+        return None
+    state = json.loads(state_file.read_text())
+    before = int(state.get("max_steps", 0))
+    if before in (0, training_args.max_steps):
+        return None
+    change = {"at_step": int(state.get("global_step", 0)), "max_steps_before": before}
+    logger.warning(
+        "%s was trained toward %d steps; resuming toward --max_steps %d rebuilds the learning-rate schedule at step "
+        "%d (recorded in training_args.json as budget_change_on_resume).",
+        checkpoint,
+        before,
+        training_args.max_steps,
+        change["at_step"],
+    )
+    return change
 
 
 def recorded_arguments(training_args: TrainingArguments, folders: OutputFolders) -> dict[str, Any]:
@@ -137,6 +163,8 @@ def recorded_arguments(training_args: TrainingArguments, folders: OutputFolders)
         checkpoint_dir=folders.checkpoint_dir.resolve().name,
         push_to_hub=folders.push_to_hub,
     )
+    if folders.budget_change:
+        values["budget_change_on_resume"] = folders.budget_change
     return values
 
 
