@@ -16,6 +16,10 @@ mkdir -p "$out"
 $PYTHON benchmarks/action_latency.py --sizes paper --attention dense,flex --compile reduce-overhead \
     --repeats 30 --warmup 5 --output "$out/action_latency_${card}_bf16_${day}.json"
 # The pretraining step at the earlier record's batch and sequence: dense vs flex, each without and with every other
-# layer checkpointed, beside a plain InternVL step.
+# layer checkpointed, beside a plain InternVL step; with liger-kernel installed (pip install liger-kernel, or its
+# wheel carried to a machine without internet), also rows with its fused RMSNorm / SwiGLU / rotary. Every row's
+# first-step loss is printed on the same draws, so the fast paths are checked against the dense reference too.
+liger=$($PYTHON -c "import liger_kernel.transformers" 2>/dev/null && echo --liger || echo "")
+[ -z "$liger" ] && echo "liger-kernel not importable: its rows are skipped" >&2
 $PYTHON benchmarks/pretrain_throughput.py --size paper --batch 8 --chunks 4 --attention dense,flex --checkpoint_every 0,2 \
-    --steps 10 --warmup 3 --output "$out/pretrain_throughput_${card}_bf16_${day}.md"
+    $liger --steps 10 --warmup 3 --output "$out/pretrain_throughput_${card}_bf16_${day}.md"

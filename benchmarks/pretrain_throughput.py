@@ -101,17 +101,35 @@ def measured_matmul_tflops(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def jala_step_time(
-    config, batch, chunks, device, dtype, steps, warmup, checkpoint_every: int = 0, compile_backend: str = ""
-) -> tuple[float, int, float]:
-    """Seconds per step, sequence length and peak memory; `checkpoint_every` > 0 recomputes every n-th layer's
-    activations in the backward pass (transformers' selective activation checkpointing), 0 keeps them all;
-    `compile_backend` compiles each decoder layer in place (`compile_decoder_layers`; compiled during warm-up)."""
+    config,
+    batch,
+    chunks,
+    device,
+    dtype,
+    steps,
+    warmup,
+    checkpoint_every: int = 0,
+    compile_backend: str = "",
+    liger: bool = False,
+) -> tuple[float, int, float, float]:
+    """Seconds per step, sequence length, peak memory and the first step's loss; `checkpoint_every` > 0
+    recomputes every n-th layer's activations in the backward pass (transformers' selective activation
+    checkpointing), 0 keeps them all; `compile_backend` compiles each decoder layer in place
+    (`compile_decoder_layers`; compiled during warm-up); `liger` swaps in liger-kernel's fused RMSNorm / SwiGLU /
+    rotary (`apply_liger_kernels`). Every row starts from the same weights, batch and masking draws, so the
+    first-step losses of all rows must agree up to kernel rounding: the table checks the fast paths too."""
+    torch.manual_seed(0)
     model = JalaForMotionPretraining(config).to(device=device, dtype=dtype).train()
     if checkpoint_every:
         model.activation_checkpointing_enable(every_n_layers=checkpoint_every)
     if compile_backend:
         model.compile_decoder_layers(backend=compile_backend)
+    if liger:
+        model.apply_liger_kernels()
     inputs = synthetic_batch(config, batch, chunks, device, dtype)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        first_loss = float(model(**inputs).loss)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-5, betas=(0.9, 0.95))
 
     def step() -> None:
@@ -129,7 +147,7 @@ def jala_step_time(
         + chunks * 2 * (config.motion_tokens_per_chunk + 2)
     )
     memory = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return seconds, length, memory
+    return seconds, length, memory, first_loss
 
 
 def internvl_step_time(config, batch, length, device, dtype, steps, warmup) -> tuple[float, float]:
@@ -174,6 +192,13 @@ def main() -> None:
         default="",
         help="torch.compile backend (e.g. inductor): adds a row per attention with the decoder layers compiled",
     )
+    parser.add_argument(
+        "--liger",
+        action="store_true",
+        help="add a row per attention with liger-kernel's fused RMSNorm / SwiGLU / rotary (CUDA + pip install "
+        "liger-kernel); run last, after the plain InternVL step, because liger patches transformers' Qwen2 classes "
+        "for the whole process",
+    )
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--output", type=Path, help="also write the table here")
     args = parser.parse_args()
@@ -183,41 +208,49 @@ def main() -> None:
     jala_rows, length = [], 0
     settings = [(every, "") for every in (int(value) for value in args.checkpoint_every.split(","))]
     settings += [(0, args.compile_decoder_layers)] if args.compile_decoder_layers else []
+
+    def measure(attention: str, every: int, backend: str, liger: bool) -> int:
+        config = jala_config(args.size, attention)
+        seconds, length, memory, loss = jala_step_time(
+            config, args.batch, args.chunks, device, dtype, args.steps, args.warmup, every, backend, liger
+        )
+        jala_rows.append((attention, every, backend, liger, seconds, memory, loss))
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return length
+
     for attention in args.attention.split(","):
         for every, backend in settings:
-            config = jala_config(args.size, attention)
-            seconds, length, memory = jala_step_time(
-                config, args.batch, args.chunks, device, dtype, args.steps, args.warmup, every, backend
-            )
-            jala_rows.append((attention, every, backend, seconds, memory))
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+            length = measure(attention, every, backend, liger=False)
     plain_seconds, plain_memory = internvl_step_time(
         jala_config(args.size), args.batch, length, device, dtype, args.steps, args.warmup
     )
+    for attention in args.attention.split(",") if args.liger else []:
+        measure(attention, 0, "", liger=True)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     peak = measured_matmul_tflops(device, dtype)
     flops_per_token = 6 * language_model_matmul_parameters(jala_config(args.size))
 
-    def cells(seconds: float, memory: float) -> str:
+    def cells(seconds: float, memory: float, loss: float = float("nan")) -> str:
         tokens = args.batch * length / seconds
         mfu = 100 * tokens * flops_per_token / (peak * 1e12)
-        return f"{args.batch / seconds:.2f} | {tokens:,.0f} | {mfu:.1f} % | {seconds:.3f} | {memory:.1f}"
+        return f"{args.batch / seconds:.2f} | {tokens:,.0f} | {mfu:.1f} % | {seconds:.3f} | {memory:.1f} | {loss:.4f}"
 
     lines = [
         f"# Pretraining throughput, {args.size} structure, {args.dtype}, batch {args.batch}, {args.chunks} chunks "
         f"(sequence {length} tokens) — {name}, torch {torch.__version__}, {datetime.datetime.now():%Y-%m-%d %H:%M}; "
         f"MFU = 6 x {flops_per_token / 6e6:,.1f} M language-model FLOPs per token / measured {args.dtype} matmul peak "
         f"{peak:.1f} TFLOP/s",
-        "| step | samples/s | tokens/s | MFU | s/step | peak GiB |",
-        "|---|---|---|---|---|---|",
+        "| step | samples/s | tokens/s | MFU | s/step | peak GiB | first-step loss (same draws) |",
+        "|---|---|---|---|---|---|---|",
     ]
     checkpointing = {0: "", 1: ", every layer checkpointed"}
     lines += [
         f"| JALA (MCP + alignment + EMA), {attention} block-causal mask"
         f"{checkpointing.get(every, f', 1 in {every} layers checkpointed')}"
-        f"{f', decoder layers compiled ({backend})' if backend else ''} | {cells(seconds, memory)} |"
-        for attention, every, backend, seconds, memory in jala_rows
+        f"{f', decoder layers compiled ({backend})' if backend else ''}"
+        f"{', liger-kernel RMSNorm / SwiGLU / rotary' if liger else ''} | {cells(seconds, memory, loss)} |"
+        for attention, every, backend, liger, seconds, memory, loss in jala_rows
     ]
     lines.append(f"| plain InternVL next-token step | {cells(plain_seconds, plain_memory)} |")
     print("\n".join(lines))

@@ -280,6 +280,41 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
             layer.compile(**compile_kwargs)
         return len(layers)
 
+    def apply_liger_kernels(self, rope: bool = True, rms_norm: bool = True, swiglu: bool = True) -> int:
+        """Swap the language model's RMSNorm, SwiGLU MLP and rotary embedding for liger-kernel's fused Triton
+        kernels (same arithmetic, fewer memory round trips); returns how many decoder layers were patched.
+
+        Training speed only, on a CUDA GPU, with `pip install liger-kernel`; the weights and their names do not
+        change, so saving and strict loading are unaffected. The language model's LM-head cross-entropy kernels are
+        left alone: JALA's losses are over the motion codebooks and the description tokens, scored in its own
+        heads. Trainers call this for `--use_liger_kernel` (transformers' own switch knows no `jala` model type).
+        The rotary swap replaces the function in transformers' Qwen2 module, so it holds for the whole process.
+        """
+        text_config = self.config.vlm_config.get_text_config()
+        if text_config.model_type != "qwen2":
+            raise ValueError(
+                f"apply_liger_kernels patches a Qwen2 language model; this backbone's is {text_config.model_type!r}. "
+                "Drop --use_liger_kernel, or apply liger-kernel's function for that model type yourself."
+            )
+        if not torch.cuda.is_available():
+            raise RuntimeError(
+                "liger-kernel's Triton kernels need a CUDA GPU and none is visible; drop --use_liger_kernel on CPU."
+            )
+        try:
+            from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+        except ImportError as error:
+            raise ImportError("--use_liger_kernel needs liger-kernel: pip install liger-kernel") from error
+        language_model = self.base_model.language_model
+        apply_liger_kernel_to_qwen2(
+            rope=rope,
+            rms_norm=rms_norm,
+            swiglu=swiglu,
+            cross_entropy=False,
+            fused_linear_cross_entropy=False,
+            model=language_model,
+        )
+        return len(language_model.layers)
+
     def freeze_fixed_parts(self) -> None:
         """Turn off gradients for the tensors this model never trains (the frozen SSL encoder, the EMA targets, ...).
 

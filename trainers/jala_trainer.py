@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 from transformers import Trainer, TrainerCallback
 
-from trainers.training_common import StrictResumeMixin
+from trainers.training_common import LigerKernelMixin, StrictResumeMixin
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class DecoupledEmaCallback(TrainerCallback):
         unwrapped.ema_step()
 
 
-class JalaPretrainTrainer(StrictResumeMixin, Trainer):
+class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
     """`Trainer` for `JalaForMotionPretraining`; pass the data collator that yields the model's batch dict."""
 
     def __init__(self, *args: Any, health_every: int | None = None, **kwargs: Any) -> None:

@@ -50,6 +50,7 @@ from trainers.plotting import plot_training_curves
 from trainers.presets import words
 from trainers.training_common import (
     HubFolderArguments,
+    LigerKernelMixin,
     PaperTrainingArguments,
     StrictResumeMixin,
     finish_hub_folder,
@@ -156,7 +157,7 @@ class ActionChunkCollator:
         return self.processor(images=images, text=texts, return_tensors="pt")
 
 
-class JalaPosttrainTrainer(StrictResumeMixin, Trainer):
+class JalaPosttrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
     """`Trainer` for `JalaForActionPrediction`: flow-matching loss, strict resume, loss-only evaluation."""
 
     def compute_loss(

@@ -60,6 +60,35 @@ class StrictResumeMixin:
         target.load_state_dict(loaded.state_dict(), strict=True)
 
 
+class LigerKernelMixin:
+    """`Trainer` mixin: make `--use_liger_kernel` (and `--liger_kernel_config`) reach JALA's language model.
+
+    transformers applies liger-kernel by model type and knows no `jala`, so without this the flag would only log
+    that nothing was patched. The Qwen2 backbone inside is patched through `apply_liger_kernels` before training
+    starts; config keys other than rope / rms_norm / swiglu are dropped with a warning (the LM-head
+    cross-entropy kernels would patch `torch.nn.functional.cross_entropy` process-wide and JALA never calls the
+    LM head's loss).
+    """
+
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        if self.args.use_liger_kernel:
+            apply_liger_kernels_from_config(self.model, self.args.liger_kernel_config)
+        return super().train(*args, **kwargs)
+
+
+def apply_liger_kernels_from_config(model: Any, kernel_config: dict[str, Any] | None) -> int:
+    """`model.apply_liger_kernels` with the `--liger_kernel_config` keys it understands; returns layers patched."""
+    understood = {"rope", "rms_norm", "swiglu"}
+    kernel_config = dict(kernel_config or {})
+    ignored = sorted(set(kernel_config) - understood)
+    if ignored:
+        logger.warning("--liger_kernel_config keys %s do not apply to JALA and are ignored", ignored)
+    target = model.module if hasattr(model, "module") else model
+    patched = target.apply_liger_kernels(**{key: bool(kernel_config[key]) for key in understood & set(kernel_config)})
+    logger.info("liger-kernel: patched %d decoder layers of the language model", patched)
+    return patched
+
+
 @dataclass
 class HubFolderArguments:
     """Where the Trainer's checkpoints go, and the card's Hub metadata (docs/design.md §6).
