@@ -10,7 +10,9 @@ Sizes (random weights — latency does not depend on the values):
 
 Each row times the whole call (image preprocessing included) and its parts: the backbone readout of h (vision
 tower, SSL encoder, LSP, language model to the align layer) and the flow-matching sampler (4 DiT passes through
-diffusers' scheduler). Times are medians over `--repeats` calls after `--warmup`, with CUDA synchronised.
+diffusers' scheduler), the latter also with the context's cross-attention keys / values computed once per chunk
+(`sampler_context_cache_s`, what `predict_action` does). Times are medians over `--repeats` calls after
+`--warmup`, with CUDA synchronised.
 
     python benchmarks/action_latency.py --sizes small             # CPU
     python benchmarks/action_latency.py --sizes paper,small --device cuda --dtype bfloat16
@@ -130,9 +132,16 @@ def measure(
     context, proprio = model._conditioning(dict(inputs), state_tensor)
     noise = torch.randn(batch, head.chunk_size, head.action_dim, device=device, dtype=dtype)
 
-    def sampler() -> object:
+    def sampler(cached: bool = False, dit: torch.nn.Module | None = None) -> object:
+        """The 4 DiT steps; `cached` computes the context's keys / values once for all of them, as predict_action
+        does (the earlier configuration projected them again at every step)."""
+        dit = dit or model.action_head
+        cache = model.action_head.context_cache(context) if cached else None
         return flow_matching_sample(
-            lambda x, s: model.action_head(x, s, context, proprio), noise, model.scheduler, head.num_inference_steps
+            lambda x, s: dit(x, s, context, proprio, context_cache=cache),
+            noise,
+            model.scheduler,
+            head.num_inference_steps,
         )
 
     row = {
@@ -153,6 +162,7 @@ def measure(
         ),
         "backbone_s": timed(lambda: model._conditioning(dict(inputs), state_tensor), device, repeats, warmup),
         "sampler_s": timed(sampler, device, repeats, warmup),
+        "sampler_context_cache_s": timed(lambda: sampler(cached=True), device, repeats, warmup),
     }
     if compile_mode is not None:
         # The DiT steps compiled (CUDA graphs with "reduce-overhead" on a GPU): the first call pays compile + capture.
@@ -162,15 +172,7 @@ def measure(
             lambda: model.predict_action(frames, INSTRUCTION, state), device, repeats, warmup
         )
         row["sampler_compiled_s"] = timed(
-            lambda: flow_matching_sample(
-                lambda x, s: model._inference_action_head(x, s, context, proprio),
-                noise,
-                model.scheduler,
-                head.num_inference_steps,
-            ),
-            device,
-            repeats,
-            warmup,
+            lambda: sampler(cached=True, dit=model._inference_action_head), device, repeats, warmup
         )
     if device.type == "cuda":
         row["peak_memory_GiB"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -186,7 +188,8 @@ def device_name(device: torch.device) -> str:
 def table(rows: list[dict], header: str) -> str:
     columns = ["size", "attention", "batch", "dtype", "parameters_M", "dit_parameters_M", "prefix_tokens"]
     columns += ["predict_action_s", "predict_action_tensor_frames_s", "preprocess_s", "preprocess_tensor_frames_s"]
-    columns += ["backbone_s", "sampler_s", "compile_s", "predict_action_compiled_s", "sampler_compiled_s"]
+    columns += ["backbone_s", "sampler_s", "sampler_context_cache_s"]
+    columns += ["compile_s", "predict_action_compiled_s", "sampler_compiled_s"]
     columns += ["peak_memory_GiB"]
     columns = [column for column in columns if any(column in row for row in rows)]
     lines = [header, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

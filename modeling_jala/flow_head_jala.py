@@ -162,14 +162,21 @@ class Attention(nn.Module):
         batch, length, width = tensor.shape
         return tensor.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)
 
-    def forward(self, tokens: Tensor, context: Tensor, context_mask: Tensor | None = None) -> Tensor:
+    def keys_values(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """The context's keys and values, split into heads: (B, heads, L, width / heads) each."""
+        return self._heads(self.key(context)), self._heads(self.value(context))
+
+    def forward(
+        self,
+        tokens: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
+        keys_values: tuple[Tensor, Tensor] | None = None,
+    ) -> Tensor:
+        """`keys_values` (from `keys_values(context)`) skip the key / value projections of `context`."""
         mask = None if context_mask is None else context_mask[:, None, None, :]
-        attended = F.scaled_dot_product_attention(
-            self._heads(self.query(tokens)),
-            self._heads(self.key(context)),
-            self._heads(self.value(context)),
-            attn_mask=mask,
-        )
+        key, value = keys_values if keys_values is not None else self.keys_values(context)
+        attended = F.scaled_dot_product_attention(self._heads(self.query(tokens)), key, value, attn_mask=mask)
         return self.output(attended.transpose(1, 2).flatten(2))
 
 
@@ -192,12 +199,17 @@ class DiTBlock(nn.Module):
         self.modulation = nn.Sequential(nn.SiLU(), zero_initialised(nn.Linear(width, 6 * width)))
 
     def forward(
-        self, tokens: Tensor, time_embedding: Tensor, context: Tensor, context_mask: Tensor | None = None
+        self,
+        tokens: Tensor,
+        time_embedding: Tensor,
+        context: Tensor,
+        context_mask: Tensor | None = None,
+        context_keys_values: tuple[Tensor, Tensor] | None = None,
     ) -> Tensor:
         shift_a, scale_a, gate_a, shift_m, scale_m, gate_m = self.modulation(time_embedding)[:, None].chunk(6, dim=-1)
         normed = self.attention_norm(tokens) * (1 + scale_a) + shift_a
         if self.cross_attention:
-            attended = self.attention(normed, context, context_mask)
+            attended = self.attention(normed, context, context_mask, context_keys_values)
         else:
             attended = self.attention(normed, normed)
         tokens = tokens + gate_a * attended
@@ -242,6 +254,16 @@ class JalaFlowHead(nn.Module):
         """h (B, L, H) -> keys/values of the cross-attention (B, L, width); computed once per observation."""
         return self.context_projection(self.context_norm(predictive_embeddings))
 
+    def context_cache(self, context: Tensor) -> tuple[tuple[Tensor, Tensor] | None, ...]:
+        """Each cross-attention block's keys and values of `context` (None for self-attention blocks).
+
+        They depend on the observation only, not on x_σ or σ, so a sampler computes them once per chunk and hands
+        them to every step (`forward(..., context_cache=)`) instead of projecting the L context tokens again in
+        each block at each step — at 1 proprio + 16 action tokens against L = 256 context tokens, those
+        projections are most of a step's arithmetic.
+        """
+        return tuple(block.attention.keys_values(context) if block.cross_attention else None for block in self.blocks)
+
     def forward(
         self,
         noisy_actions: Tensor,
@@ -249,6 +271,7 @@ class JalaFlowHead(nn.Module):
         context: Tensor,
         prefix_tokens: Tensor,
         context_mask: Tensor | None = None,
+        context_cache: tuple[tuple[Tensor, Tensor] | None, ...] | None = None,
     ) -> Tensor:
         """Velocity (B, T, action_dim) at x_σ.
 
@@ -258,6 +281,7 @@ class JalaFlowHead(nn.Module):
             context: (B, L, width) `encode_context(h)`.
             prefix_tokens: (B, 1, width) the proprio token.
             context_mask: (B, L) True where a context token may be attended to (default: all).
+            context_cache: `context_cache(context)`, to skip the blocks' key / value projections of the context.
         """
         batch, steps = noisy_actions.shape[:2]
         prefix = prefix_tokens.shape[1]
@@ -269,8 +293,9 @@ class JalaFlowHead(nn.Module):
         time = self.embed_time(sigma.expand(batch) if sigma.dim() == 0 else sigma, noisy_actions.dtype)
         tokens = torch.cat([prefix_tokens.to(noisy_actions.dtype), self.action_input(noisy_actions)], dim=1)
         tokens = tokens + self.position_embedding[: prefix + steps].to(tokens.dtype)
-        for block in self.blocks:
-            tokens = block(tokens, time, context, context_mask)
+        cache = context_cache if context_cache is not None else (None,) * len(self.blocks)
+        for block, keys_values in zip(self.blocks, cache, strict=True):
+            tokens = block(tokens, time, context, context_mask, keys_values)
         shift, scale = self.output_modulation(time)[:, None].chunk(2, dim=-1)
         tokens = self.output_norm(tokens) * (1 + scale) + shift
         return self.action_output(tokens[:, prefix:])

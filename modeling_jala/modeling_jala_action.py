@@ -551,9 +551,10 @@ class JalaForActionPrediction(JalaPreTrainedModel):
         noise = noise.to(self.device, dtype)
 
         action_head = self.action_head if self._inference_action_head is None else self._inference_action_head
+        context_cache = self.action_head.context_cache(context)  # once per chunk, shared by the sampler's steps
 
         def velocity(sample: Tensor, sigma: Tensor) -> Tensor:
-            return action_head(sample, sigma, context, proprio)
+            return action_head(sample, sigma, context, proprio, context_cache=context_cache)
 
         steps = num_inference_steps or head.num_inference_steps
         actions = flow_matching_sample(velocity, noise, self.scheduler, steps)

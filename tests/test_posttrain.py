@@ -421,6 +421,36 @@ def test_select_action_executes_n_action_steps_of_each_chunk_and_reset_clears_th
     assert whole.queued_actions == 3
 
 
+def test_the_context_cache_changes_no_velocity_and_predict_action_projects_the_context_once() -> None:
+    """The cross-attention keys / values of the observation are computed once per chunk, not once per step."""
+    model = tiny_action_model()
+    head = model.action_head
+    with torch.no_grad():
+        for parameter in head.parameters():  # adaLN-Zero starts every block as the identity: wake them all up
+            parameter.normal_(0.0, 0.2)
+    generator = torch.Generator().manual_seed(0)
+    width, chunk, actions = head.config.hidden_size, HEAD["chunk_size"], HEAD["action_dim"]
+    context = torch.randn(2, 6, width, generator=generator)
+    mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    arguments = (torch.randn(2, chunk, actions, generator=generator), torch.tensor([0.9, 0.3]), context)
+    prefix = torch.randn(2, 1, width, generator=generator)
+    with torch.no_grad():
+        plain = head(*arguments, prefix, mask)
+        cached = head(*arguments, prefix, mask, context_cache=head.context_cache(context))
+        zeros = tuple(None if kv is None else (kv[0] * 0, kv[1] * 0) for kv in head.context_cache(context))
+        ignored = head(*arguments, prefix, mask, context_cache=zeros)
+    torch.testing.assert_close(cached, plain)
+    assert not torch.allclose(ignored, plain, atol=1e-3)  # the cache is what the blocks read
+
+    projections = []
+    hook = head.blocks[0].attention.key.register_forward_hook(lambda *_: projections.append(1))
+    model.predict_action(
+        images(), INSTRUCTIONS, np.zeros((2, 2)), processor=tiny_processor(), noise=torch.randn(2, chunk, actions)
+    )
+    hook.remove()
+    assert head.config.num_inference_steps > 1 and len(projections) == 1
+
+
 @pytest.mark.parametrize("steps", [0, 5])
 def test_n_action_steps_outside_the_chunk_is_refused(steps: int) -> None:
     with pytest.raises(Exception, match="n_action_steps"):
