@@ -79,6 +79,13 @@ from modeling_jala.layout_jala import (
 DESCRIBE_KEY = "__describe__"
 
 
+def kept_chunk_count(num_frames: int, max_chunks: int | None) -> int:
+    """How many chunks the collator keeps of a clip of `num_frames` frames: all of them, up to `max_chunks` (a crop
+    window starts at most `max_chunks` chunks before the clip's end, so it never holds fewer)."""
+    total = num_chunks(num_frames)
+    return total if max_chunks is None else min(total, max_chunks)
+
+
 def load_frame(
     image: Any, size: tuple[int, int], mode: Literal["stretch", "center_crop"] = "stretch"
 ) -> tuple[np.ndarray, tuple[float, float, float, float]]:
@@ -174,10 +181,7 @@ class UniHandCollator:
 
         total_chunks = [num_chunks(int(row["num_frames"])) for row in rows]
         starts = [self._crop_start(row, n) for row, n in zip(rows, total_chunks, strict=True)]
-        kept = [
-            n - s if self.max_chunks is None else min(self.max_chunks, n - s)
-            for n, s in zip(total_chunks, starts, strict=True)
-        ]
+        kept = [kept_chunk_count(int(row["num_frames"]), self.max_chunks) for row in rows]
         lengths = [
             min(int(row["num_frames"]), CHUNK_FRAMES * (s + n)) - CHUNK_FRAMES * s
             for row, s, n in zip(rows, starts, kept, strict=True)

@@ -16,13 +16,12 @@ from typing import Any
 
 from torch.utils.data import IterableDataset
 
-from dataset_scripts.schema import num_chunks
+from dataset_scripts.collator import kept_chunk_count
 
 
 def kept_chunks(row: Mapping[str, Any], max_chunks: int | None) -> int:
     """The number of chunks the collator keeps of this row: all of them, up to `max_chunks`."""
-    total = num_chunks(int(row["num_frames"]))
-    return total if max_chunks is None else min(total, max_chunks)
+    return kept_chunk_count(int(row["num_frames"]), max_chunks)
 
 
 class ChunkCountBuckets(IterableDataset):
