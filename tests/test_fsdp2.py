@@ -55,6 +55,7 @@ def _rank(rank: int, port: int, results: Path) -> None:
         reference = JalaForMotionPretraining(tiny_jala_config()).train()
         model = JalaForMotionPretraining(tiny_jala_config()).train()
         model.load_state_dict(reference.state_dict())
+        initial = {name: value.detach().clone() for name, value in reference.state_dict().items()}
         names = wrapped_class_names()
         units = [module for module in model.modules() if type(module).__name__ in names]
         classes = sorted({type(module).__name__ for module in units})  # fully_shard renames them FSDP<class>
@@ -80,18 +81,13 @@ def _rank(rank: int, port: int, results: Path) -> None:
                         for name, value in reference.state_dict().items()
                     ),
                     "ema_moved": float(
-                        sum((state[name].float() - value.float()).abs().sum() for name, value in _initial().items())
+                        sum((state[name].float() - value.float()).abs().sum() for name, value in initial.items())
                     ),
                 },
                 results,
             )
     finally:
         dist.destroy_process_group()
-
-
-def _initial() -> dict[str, torch.Tensor]:
-    torch.manual_seed(0)
-    return JalaForMotionPretraining(tiny_jala_config()).state_dict()
 
 
 def _free_port() -> int:
