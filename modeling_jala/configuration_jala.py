@@ -57,8 +57,9 @@ def shareable_name_or_path(name_or_path: str | os.PathLike | None) -> str | None
     return Path(os.path.abspath(os.path.expanduser(text))).name
 
 
-#: `generate_motion` strategies: the paper's sampled iterative decoding, or the expected-latent (MMSE) decoding.
-DECODING_STRATEGIES = ("expected", "sample")
+#: `generate_motion` strategies: the paper's sampled iterative decoding, the expected-latent (MMSE) decoding chunk by
+#: chunk, or the expected latents of every chunk from one pass with all chunks hidden (`"joint"`).
+DECODING_STRATEGIES = ("expected", "sample", "joint")
 
 
 @strict
@@ -406,6 +407,9 @@ class JalaConfig(PreTrainedConfig):
             `cls`. Precomputed dataset features must be built with the same choice (`build --ssl-tokens`).
         target_mask_ratios (`list[float]`): mask ratios drawn for the target chunk.
         future_mask_ratio (`float`, defaults to 0.05): mask ratio of the chunks after the target.
+        all_chunks_hidden_share (`float`, defaults to 0.0): (D) share of labelled clips whose every chunk is hidden
+            and scored instead of the target-chunk masking, so each chunk learns to be predicted from the instruction
+            and frame alone — what `decoding_strategy="joint"` asks of it. 0 is the paper's masking.
         block_causal_attention (`str`, defaults to `"dense"`): (D) how the language model receives the block-causal
             pattern: `dense`, an additive (B, 1, L, L) mask for sdpa / eager attention (the reference), or `flex`, a
             FlexAttention BlockMask read by `attention_jala.block_flex_attention` (skips fully masked tiles; compiled
@@ -423,6 +427,9 @@ class JalaConfig(PreTrainedConfig):
             the expected latent decoded — the minimum-mean-squared-error motion under the model's per-slot
             marginals, which is what MPJPE rewards; that motion, tokenized again, is then committed as context
             for the next chunk. It costs one pass per chunk and needs no ensemble (docs/design.md §1.8).
+            `"joint"` (D): one pass with every chunk hidden, each chunk's expected latent decoded; no chunk is
+            conditioned on the model's own guesses of earlier ones, so their errors do not compound. Meant for models
+            trained with `all_chunks_hidden_share` > 0 (docs/design.md §1.8).
         description_weight (`float`, defaults to 1.0): (D) weight of L_desc, the language-model loss on the description
             text of motion-description samples (docs/design.md §1.13); it applies only to batches that carry such
             samples, so a run without them trains exactly L_MCP + λ L_align.
@@ -459,6 +466,7 @@ class JalaConfig(PreTrainedConfig):
     ssl_token_selection: str = "patches"
     target_mask_ratios: list[float] | None = None
     future_mask_ratio: float = 0.05
+    all_chunks_hidden_share: float = 0.0
     block_per_time_chunk: bool = True
     block_causal_attention: str = "dense"
     lapa_codebook_size: int = 8
@@ -547,6 +555,10 @@ class JalaConfig(PreTrainedConfig):
             raise ValueError(f"JalaConfig.target_mask_ratios must be non-empty values in (0, 1], got {ratios}.")
         if not 0.0 <= self.future_mask_ratio <= 1.0:
             raise ValueError(f"JalaConfig.future_mask_ratio must be in [0, 1], got {self.future_mask_ratio}.")
+        if not 0.0 <= self.all_chunks_hidden_share <= 1.0:
+            raise ValueError(
+                f"JalaConfig.all_chunks_hidden_share must be in [0, 1], got {self.all_chunks_hidden_share}."
+            )
         encoder_type = self.ssl_encoder_config.model_type
         if encoder_type not in ("dinov3_vit", "vjepa2"):
             raise ValueError(f"ssl_encoder_config.model_type must be 'dinov3_vit' or 'vjepa2', got {encoder_type!r}.")

@@ -881,7 +881,8 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
 
         Labelled clip: a target chunk t uniform over its chunks; chunks < t intact; chunk t masked at a ratio
         drawn from `target_mask_ratios` (over the slots of its present hands, at least one); chunks > t masked
-        at `future_mask_ratio`. Unlabelled clip: every slot is a placeholder.
+        at `future_mask_ratio`. A share `all_chunks_hidden_share` of labelled clips instead hides every chunk (the
+        "joint" decoding's input). Unlabelled clip: every slot is a placeholder.
         """
         batch, num_chunks = slot_mask.shape[:2]
         tokens = self.config.motion_tokens_per_chunk
@@ -895,6 +896,10 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             valid_chunks = int(chunk_exists[b].sum())
             if not bool(labelled[b]) or valid_chunks == 0:
                 continue
+            hidden_share = self.config.all_chunks_hidden_share
+            # Drawn only when the share is set, so the paper's masking consumes the generator as it always did.
+            if hidden_share > 0 and float(torch.rand((), generator=generator, device=cpu)) < hidden_share:
+                continue  # every chunk stays a placeholder
             target = int(torch.randint(valid_chunks, (1,), generator=generator, device=cpu))
             ratio = float(ratios[torch.randint(len(ratios), (1,), generator=generator, device=cpu)])
             mask[b, :target] = False
@@ -1198,7 +1203,9 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         pass); `ensemble` independent decodings (sampling at `temperature`) are decoded to MANO-D162 and
         averaged. `"expected"` — one pass per chunk with every slot masked; each slot's distribution gives its
         expected code and the expected latent is decoded (the MMSE motion under the per-slot marginals), and that
-        motion, tokenized again, becomes the next chunk's context. Either pass model inputs, or `images` +
+        motion, tokenized again, becomes the next chunk's context. `"joint"` — one pass with every chunk hidden,
+        each chunk's expected latent decoded (for models trained with `all_chunks_hidden_share`; earlier chunks are
+        placeholders, never the model's own guesses). Either pass model inputs, or `images` +
         `instructions` + the `processor` (a JalaProcessor) to build them.
         """
         if images is not None:
@@ -1231,6 +1238,10 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
                 raise ValueError("pass ssl_features or ssl_pixel_values of the first frame.")
             ssl_features = self.model.ssl_features(ssl_pixel_values)
         first_frame = ssl_features[:, :1]
+        if strategy == "joint":
+            return self._generate_joint(
+                input_ids, attention_mask, pixel_values, first_frame, hands_present, num_chunks
+            )
 
         def repeat(tensor: Tensor | None) -> Tensor | None:
             return None if tensor is None else tensor.repeat_interleave(ensemble, dim=0)
@@ -1393,6 +1404,42 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
             row = row[: row.index(end)] if end in row else row
             texts.append(processor.tokenizer.decode(row, skip_special_tokens=True).strip())
         return texts
+
+    def _generate_joint(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None,
+        pixel_values: Tensor | None,
+        first_frame: Tensor,
+        hands_present: Tensor,
+        num_chunks: int,
+    ) -> JalaMotionGeneration:
+        """The "joint" strategy: one pass with every chunk hidden; each chunk's expected latent is decoded.
+
+        Chunk k still attends to chunks < k (block-causal), but they are placeholders, so its distribution is
+        conditioned on the instruction and the frame only — what `all_chunks_hidden_share` trains.
+        """
+        batch, device = input_ids.shape[0], input_ids.device
+        tokens = self.config.motion_tokens_per_chunk
+        placeholders = torch.ones(batch, num_chunks, 2, tokens, dtype=torch.bool, device=device)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            motion_token_ids=torch.zeros(batch, num_chunks, 2, tokens, dtype=torch.long, device=device),
+            placeholder_slots=placeholders,
+            chunk_mask=torch.ones(batch, num_chunks, dtype=torch.bool, device=device),
+            hands_present=hands_present,
+            ssl_features=first_frame,
+            compute_latent_actions=False,
+        )
+        probs = torch.softmax(self.motion_logits(outputs.motion_hidden_states).float(), dim=-1)  # (B, N, 2, K, V)
+        per_hand = probs.transpose(1, 2)  # (B, 2, N, K, V): the tokenizer's hand-major layout
+        chunk_mask = hands_present[:, :, None].expand(batch, 2, num_chunks)
+        motion = self.motion_tokenizer.decode_expected(per_hand, chunk_mask=chunk_mask)
+        ids = probs.argmax(-1).masked_fill(~hands_present[:, None, :, None], IGNORE_TOKEN_ID)
+        joints = motion[..., JOINTS_XYZ].reshape(*motion.shape[:-1], NUM_JOINTS, 3)
+        return JalaMotionGeneration(token_ids=ids, motion=motion, joints=joints)
 
     def _context_tokens_of(self, chunk_motion: Tensor, hands_present: Tensor) -> Tensor:
         """(B, 2, 15, 162) output motion of one chunk -> (B, 2, K) tokens, the next chunk's context.

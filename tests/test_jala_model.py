@@ -178,6 +178,43 @@ def test_masking_follows_the_hybrid_scheme(model: JalaForMotionPretraining) -> N
     assert unlabelled.all()
 
 
+def test_a_share_of_labelled_clips_hides_every_chunk() -> None:
+    torch.manual_seed(0)
+    model = JalaForMotionPretraining(tiny_jala_config(all_chunks_hidden_share=0.5))
+    generator = torch.Generator().manual_seed(0)
+    chunks, trials = 4, 800
+    slot_mask = torch.ones(trials, chunks, 2, dtype=torch.bool)
+    slot_mask[: trials // 2, 3] = False  # clips with fewer chunks: their missing chunk does not count
+    mask = model.sample_placeholder_slots(slot_mask, torch.ones(trials, dtype=torch.bool), generator)
+    all_hidden = (mask | ~slot_mask[..., None]).flatten(1).all(-1)
+    assert abs(float(all_hidden.float().mean()) - 0.5) < 0.05
+    # The other half keeps the hybrid scheme: chunk 0 intact unless it is the target.
+    first_chunk_visible = ~mask[~all_hidden, 0].flatten(1).any(-1)
+    assert float(first_chunk_visible.float().mean()) > 0.6
+    always = JalaForMotionPretraining(tiny_jala_config(all_chunks_hidden_share=1.0))
+    assert always.sample_placeholder_slots(slot_mask, torch.ones(trials, dtype=torch.bool), generator).all()
+    with pytest.raises(StrictDataclassError, match="all_chunks_hidden_share must be in"):
+        tiny_jala_config(all_chunks_hidden_share=1.5)
+
+
+def test_joint_generation_predicts_every_chunk_from_the_context_alone(model: JalaForMotionPretraining) -> None:
+    """One pass with every chunk hidden: chunk 0 is the expected strategy's first chunk (both see only the
+    context), later chunks never see the model's own guesses, and chunk k ignores chunks after it."""
+    kwargs = {
+        "images": [np.full((64, 64, 3), 90, dtype=np.uint8), np.full((64, 64, 3), 30, dtype=np.uint8)],
+        "instructions": ["grasp the blue box", "push the red cup"],
+        "processor": tiny_processor(),
+        "hands": ("left", "right"),
+    }
+    joint = model.generate_motion(**kwargs, num_chunks=3, strategy="joint")
+    expected = model.generate_motion(**kwargs, num_chunks=3, strategy="expected")
+    frames = model.motion_tokenizer.config.chunk_frames
+    torch.testing.assert_close(joint.motion[:, :, :frames], expected.motion[:, :, :frames], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(joint.motion[:, :, frames:], expected.motion[:, :, frames:], atol=1e-4)
+    shorter = model.generate_motion(**kwargs, num_chunks=2, strategy="joint")
+    torch.testing.assert_close(shorter.motion, joint.motion[:, :, : 2 * frames], atol=1e-5, rtol=1e-5)
+
+
 def test_unlabelled_clips_give_no_mcp_loss_but_an_alignment_loss(model: JalaForMotionPretraining) -> None:
     batch = make_batch(labelled=(False, False))
     outputs = model(**batch)
@@ -256,7 +293,7 @@ def test_loss_decreases_over_30_cpu_steps() -> None:
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-@pytest.mark.parametrize("strategy", ["expected", "sample"])
+@pytest.mark.parametrize("strategy", ["expected", "sample", "joint"])
 def test_generate_motion_returns_d162_and_joints(model: JalaForMotionPretraining, strategy: str) -> None:
     processor = tiny_processor()
     images = [np.full((64, 64, 3), 120, dtype=np.uint8), np.zeros((48, 80, 3), dtype=np.uint8)]

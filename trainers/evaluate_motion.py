@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dataset_scripts.collator import UniHandCollator
+from modeling_jala.configuration_jala import DECODING_STRATEGIES
 from modeling_jala.hand_jala import JOINTS_XYZ, NUM_JOINTS
 from trainers.metrics.hand_motion import hand_motion_metrics
 from trainers.motion_baselines import (
@@ -174,7 +175,12 @@ def score_predictors(
 
 
 def _model_predictor(
-    model: Any, processor: Any, decoding_steps: int | None, ensemble: int | None, seed: int
+    model: Any,
+    processor: Any,
+    decoding_steps: int | None,
+    ensemble: int | None,
+    seed: int,
+    strategy: str | None = None,
 ) -> Predictor:
     """JALA from the first frame and instruction only, for the hands the clip uses."""
     generator = torch.Generator().manual_seed(seed)
@@ -192,6 +198,7 @@ def _model_predictor(
             decoding_steps=decoding_steps,
             ensemble=ensemble,
             generator=generator,
+            strategy=strategy,
         )
         return generated.joints[:, :, :frames]
 
@@ -219,13 +226,15 @@ def evaluate_generation(
     seed: int = 0,
     show_progress: bool = True,
     baselines: MotionBaselines | None = None,
+    strategy: str | None = None,
 ) -> dict[str, Any]:
     """Generate for up to `max_clips` labelled clips of `split`; returns the four metrics, the MPJPE standard error
     over clips, and the clip / hand-sequence counts. With `baselines` (from `fit_baselines`) the report also holds
-    `baselines`: name -> the same metrics of that baseline on exactly the same clips, hands and frames."""
+    `baselines`: name -> the same metrics of that baseline on exactly the same clips, hands and frames. `strategy`:
+    `generate_motion`'s decoding strategy (default: the model config's)."""
     rows = _held_out_rows(repo, split, max_clips)
     model.eval()
-    predictors = {"JALA": _model_predictor(model, processor, decoding_steps, ensemble, seed)}
+    predictors = {"JALA": _model_predictor(model, processor, decoding_steps, ensemble, seed, strategy)}
     if baselines is not None:
         predictors.update(baseline_predictors(baselines))
     scores = score_predictors(
@@ -272,6 +281,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
         action="store_true",
         help="score only the baselines (the model's SSL encoder still gives the neighbour's image features)",
     )
+    parser.add_argument(
+        "--strategy", choices=DECODING_STRATEGIES, help="generate_motion's decoding (default: the model config's)"
+    )
     parser.add_argument("--output", type=Path, help="write the metrics as JSON here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -285,7 +297,14 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
             evaluate_baselines(args.dataset, split, baselines, _image_size(processor), args.max_clips, args.max_chunks)
             if args.baselines_only
             else evaluate_generation(
-                model, processor, args.dataset, split, args.max_clips, args.max_chunks, baselines=baselines
+                model,
+                processor,
+                args.dataset,
+                split,
+                args.max_clips,
+                args.max_chunks,
+                baselines=baselines,
+                strategy=args.strategy,
             )
         )
         for split in args.splits

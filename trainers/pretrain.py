@@ -83,6 +83,16 @@ class ModelArguments:
     align_weight: float | None = field(default=None, metadata={"help": "λ (default 0.5; 0 for wo_align)."})
     align_layer: int | None = field(default=None)
     ema_decay: float | None = field(default=None)
+    all_chunks_hidden_share: float | None = field(
+        default=None,
+        metadata={
+            "help": "Share of labelled clips with every chunk hidden and scored (trains the 'joint' decoding); "
+            "default: the structure's (tiny: its CPU preset; paper: 0, the paper's masking)."
+        },
+    )
+    decoding_strategy: str | None = field(
+        default=None, metadata={"help": "generate_motion's default: expected, sample or joint (default: structure's)."}
+    )
     init_token_priors: bool = field(
         default=True,
         metadata={
@@ -136,7 +146,7 @@ def _variant_overrides(args: ModelArguments) -> dict:
     overrides = {"variant": args.variant}
     if args.variant == "wo_align" and args.align_weight is None:
         overrides["align_weight"] = 0.0
-    for name in ("align_weight", "align_layer", "ema_decay"):
+    for name in ("align_weight", "align_layer", "ema_decay", "all_chunks_hidden_share", "decoding_strategy"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
     return overrides
