@@ -153,6 +153,20 @@ def test_baselines_on_their_own_training_clips(repo: Path) -> None:
     assert "| train | mean motion |" in table and "| train | nearest neighbour |" in table and "JALA" not in table
 
 
+def test_mpjpe_per_chunk_pools_each_chunks_valid_frames(repo: Path) -> None:
+    """A predictor off by 10 mm in the first chunk and 30 mm after it: the report says so chunk by chunk."""
+    rows = labelled_rows(repo, "train", 100)
+
+    def offset(batch_rows: list[dict], batch: dict, frames: int) -> torch.Tensor:
+        truth = batch["motion"][..., JOINTS_XYZ].reshape(*batch["motion"].shape[:3], 21, 3).nan_to_num()
+        shift = torch.where(torch.arange(frames) < 15, 0.010, 0.030)
+        return truth + torch.stack([shift, torch.zeros(frames), torch.zeros(frames)], -1)[None, None, :, None]
+
+    report = score_predictors(rows, {"offset": offset}, (32, 32), 2, 4, show_progress=False)["offset"]
+    assert report["mpjpe_per_chunk_mm"] == pytest.approx([10.0, 30.0], abs=1e-4)
+    assert 10.0 < report["mpjpe_mm"] < 30.0
+
+
 def test_generation_report_holds_the_baselines_on_the_same_sequences(repo: Path) -> None:
     from modeling_jala.modeling_jala import JalaForMotionPretraining
     from tests.fixtures.tiny_jala import IMAGE_SIZE, tiny_jala_config, tiny_processor

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from dataset_scripts.collator import UniHandCollator
 from modeling_jala.configuration_jala import DECODING_STRATEGIES
 from modeling_jala.hand_jala import JOINTS_XYZ, NUM_JOINTS
+from modeling_jala.layout_jala import CHUNK_FRAMES
 from trainers.metrics.hand_motion import hand_motion_metrics
 from trainers.motion_baselines import (
     FrameFeatures,
@@ -125,8 +126,9 @@ def baseline_predictors(baselines: MotionBaselines) -> dict[str, Predictor]:
 def _metrics(
     predictions: list[torch.Tensor], targets: list[torch.Tensor], masks: list[torch.Tensor], clips: list[int]
 ) -> dict[str, float]:
-    """The four metrics over all hand sequences (pooled, as `hand_motion_metrics`), plus the standard error of MPJPE
-    over clips (each clip's MPJPE over its hands and valid frames)."""
+    """The four metrics over all hand sequences (pooled, as `hand_motion_metrics`), the standard error of MPJPE over
+    clips (each clip's MPJPE over its hands and valid frames), and MPJPE per chunk (pooled over the valid frames of
+    each 15-frame chunk: where generation errors grow along the clip)."""
     longest = max(len(p) for p in predictions)
 
     def stack(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -141,6 +143,12 @@ def _metrics(
     frame_counts = np.bincount(clips, weights=mask.sum(-1).numpy())
     per_clip = 1000 * error_sums[frame_counts > 0] / frame_counts[frame_counts > 0]
     report["mpjpe_se_mm"] = standard_error(per_clip)
+    chunk_of_frame = torch.arange(longest) // CHUNK_FRAMES
+    report["mpjpe_per_chunk_mm"] = [
+        1000 * float(per_frame[:, chunk_of_frame == k].sum() / mask[:, chunk_of_frame == k].sum())
+        for k in range(int(chunk_of_frame.max()) + 1)
+        if mask[:, chunk_of_frame == k].any()
+    ]
     return report
 
 
