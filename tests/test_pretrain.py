@@ -211,6 +211,20 @@ def test_tiny_structure_brings_its_cpu_training_defaults_and_flags_win() -> None
     assert pretrained.learning_rate == 3e-5
 
 
+def test_masking_and_decoding_flags_reach_the_config() -> None:
+    from trainers.presets import jala_structure
+    from trainers.pretrain import _variant_overrides, parse_arguments
+
+    base = ["--dataset=data", "--motion_tokenizer=tok", "--output_dir=out"]
+    model_args, *_ = parse_arguments([*base, "--all_chunks_hidden_share=0.25", "--decoding_strategy=expected"])
+    config = jala_structure(
+        "tiny", 64, 3, JalaMotionTokenizerConfig(**TINY_TOKENIZER), **_variant_overrides(model_args)
+    )
+    assert (config.all_chunks_hidden_share, config.decoding_strategy) == (0.25, "expected")
+    model_args, *_ = parse_arguments(base)  # unset: the structure's own values
+    assert "all_chunks_hidden_share" not in _variant_overrides(model_args)
+
+
 def test_tiny_structure_hides_whole_target_chunks_and_paper_keeps_the_papers_ratios() -> None:
     from modeling_jala.configuration_jala import DEFAULT_TARGET_MASK_RATIOS
     from modeling_jala.modeling_jala import JalaForMotionPretraining
@@ -223,6 +237,9 @@ def test_tiny_structure_hides_whole_target_chunks_and_paper_keeps_the_papers_rat
     assert paper.target_mask_ratios == DEFAULT_TARGET_MASK_RATIOS
     # An explicit override still wins over the structure's ratios.
     assert jala_structure("tiny", 64, 3, tokenizer_config, target_mask_ratios=[0.5]).target_mask_ratios == [0.5]
+    # The tiny preset also hides every chunk of a share of clips and decodes all chunks in one pass; paper: neither.
+    assert (tiny.all_chunks_hidden_share, tiny.decoding_strategy) == (0.5, "joint")
+    assert (paper.all_chunks_hidden_share, paper.decoding_strategy) == (0.0, "expected")
 
     # Under full-chunk ratios every labelled clip's target chunk is hidden completely, earlier chunks are intact.
     from tests.fixtures.tiny_jala import tiny_jala_config

@@ -82,6 +82,11 @@ def image_seq_length(config: JalaConfig) -> int:
 #: The tiny structure's target-chunk mask ratios: every target chunk fully hidden (chunk-level autoregression).
 TINY_TARGET_MASK_RATIOS = (1.0,)
 
+#: The tiny structure's share of labelled clips with every chunk hidden, and the decoding that reads them: each chunk
+#: predicted from the instruction and frame alone, in one pass (README "CPU presets"; docs/design.md §1.8, §1.12).
+TINY_ALL_CHUNKS_HIDDEN_SHARE = 0.5
+TINY_DECODING_STRATEGY = "joint"
+
 
 def jala_structure(
     name: str, vocab_size: int, image_token_id: int, tokenizer_config: JalaMotionTokenizerConfig, **overrides: Any
@@ -138,6 +143,11 @@ def jala_structure(
         # the first chunk stays at the code prior. The expected-latent decoding runs on fully hidden chunks too.
         # Measured in the README ("CPU presets"); docs/design.md §1.12.
         "target_mask_ratios": list(TINY_TARGET_MASK_RATIOS),
+        # Chunks decoded one after another continue from the model's own uncertain guesses, and the error compounds
+        # (chunk 3 ended at the mean motion's level); half the labelled clips hide every chunk so each chunk also
+        # learns to come from the context alone, and generation asks exactly that, all chunks in one pass.
+        "all_chunks_hidden_share": TINY_ALL_CHUNKS_HIDDEN_SHARE,
+        "decoding_strategy": TINY_DECODING_STRATEGY,
     }
     return JalaConfig(**{**settings, **overrides})
 
