@@ -1419,6 +1419,11 @@ class JalaForMotionPretraining(JalaPreTrainedModel):
         Chunk k still attends to chunks < k (block-causal), but they are placeholders, so its distribution is
         conditioned on the instruction and the frame only — what `all_chunks_hidden_share` trains.
         """
+        if self.config.all_chunks_hidden_share == 0:
+            logger.warning(
+                "decoding_strategy='joint' on a model trained with all_chunks_hidden_share=0: it never saw hidden "
+                "earlier chunks, so chunks after the first are far off (docs/design.md §1.8); use strategy='expected'."
+            )
         batch, device = input_ids.shape[0], input_ids.device
         tokens = self.config.motion_tokens_per_chunk
         placeholders = torch.ones(batch, num_chunks, 2, tokens, dtype=torch.bool, device=device)

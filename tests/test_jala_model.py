@@ -197,9 +197,12 @@ def test_a_share_of_labelled_clips_hides_every_chunk() -> None:
         tiny_jala_config(all_chunks_hidden_share=1.5)
 
 
-def test_joint_generation_predicts_every_chunk_from_the_context_alone(model: JalaForMotionPretraining) -> None:
+def test_joint_generation_predicts_every_chunk_from_the_context_alone(
+    model: JalaForMotionPretraining, caplog: pytest.LogCaptureFixture
+) -> None:
     """One pass with every chunk hidden: chunk 0 is the expected strategy's first chunk (both see only the
-    context), later chunks never see the model's own guesses, and chunk k ignores chunks after it."""
+    context), later chunks never see the model's own guesses, and chunk k ignores chunks after it. The fixture
+    model was not trained with hidden clips, so it is warned about."""
     kwargs = {
         "images": [np.full((64, 64, 3), 90, dtype=np.uint8), np.full((64, 64, 3), 30, dtype=np.uint8)],
         "instructions": ["grasp the blue box", "push the red cup"],
@@ -213,6 +216,7 @@ def test_joint_generation_predicts_every_chunk_from_the_context_alone(model: Jal
     assert not torch.allclose(joint.motion[:, :, frames:], expected.motion[:, :, frames:], atol=1e-4)
     shorter = model.generate_motion(**kwargs, num_chunks=2, strategy="joint")
     torch.testing.assert_close(shorter.motion, joint.motion[:, :, : 2 * frames], atol=1e-5, rtol=1e-5)
+    assert "all_chunks_hidden_share=0" in caplog.text
 
 
 def test_unlabelled_clips_give_no_mcp_loss_but_an_alignment_loss(model: JalaForMotionPretraining) -> None:
