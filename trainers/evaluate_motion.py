@@ -143,12 +143,12 @@ def _metrics(
     frame_counts = np.bincount(clips, weights=mask.sum(-1).numpy())
     per_clip = 1000 * error_sums[frame_counts > 0] / frame_counts[frame_counts > 0]
     report["mpjpe_se_mm"] = standard_error(per_clip)
-    chunk_of_frame = torch.arange(longest) // CHUNK_FRAMES
-    report["mpjpe_per_chunk_mm"] = [
-        1000 * float(per_frame[:, chunk_of_frame == k].sum() / mask[:, chunk_of_frame == k].sum())
-        for k in range(int(chunk_of_frame.max()) + 1)
-        if mask[:, chunk_of_frame == k].any()
-    ]
+    report["mpjpe_per_chunk_mm"] = []
+    for start in range(0, longest, CHUNK_FRAMES):
+        chunk_frames = mask[:, start : start + CHUNK_FRAMES].sum()
+        if chunk_frames > 0:
+            errors = per_frame[:, start : start + CHUNK_FRAMES].sum()
+            report["mpjpe_per_chunk_mm"].append(1000 * float(errors / chunk_frames))
     return report
 
 
