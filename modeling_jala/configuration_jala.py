@@ -60,6 +60,8 @@ def shareable_name_or_path(name_or_path: str | os.PathLike | None) -> str | None
 #: `generate_motion` strategies: the paper's sampled iterative decoding, the expected-latent (MMSE) decoding chunk by
 #: chunk, or the expected latents of every chunk from one pass with all chunks hidden (`"joint"`).
 DECODING_STRATEGIES = ("expected", "sample", "joint")
+#: How the LAP / LSP mark a feature token's place in the SSL patch grid (`perceiver_jala.grid_sincos_positions`).
+PERCEIVER_PATCH_POSITIONS: tuple[str, ...] = ("sincos_2d", "none")
 
 
 @strict
@@ -401,6 +403,9 @@ class JalaConfig(PreTrainedConfig):
         ema_decay (`float`, defaults to 0.999): α of the EMA linking LAP and LSP.
         perceiver_hidden_size / perceiver_num_layers / perceiver_num_heads / perceiver_mlp_ratio:
             LAP/LSP width (D: 1024), blocks (2, the paper's), heads (D: 16) and MLP ratio (D: 4).
+        perceiver_patch_positions (`str`, defaults to `"sincos_2d"`): (D) how the LAP and LSP know where a feature
+            token sits in the SSL patch grid: `sincos_2d` adds a fixed 2D sine-cosine code to each projected token;
+            `none` reads the tokens as a set, which loses where the hand and the objects are (docs/design.md §1.5).
         ssl_pool_grid (`int`, *optional*): (D) average-pool the SSL patch grid to G x G tokens before the perceiver.
         ssl_token_selection (`str`, defaults to `"patches"`): (D) which encoder tokens the perceivers read:
             `patches` (the pooled patch grid, no CLS / register tokens), `all` (prefix tokens + pooled patches) or
@@ -462,6 +467,7 @@ class JalaConfig(PreTrainedConfig):
     perceiver_num_layers: int = 2
     perceiver_num_heads: int = 16
     perceiver_mlp_ratio: float = 4.0
+    perceiver_patch_positions: str = "sincos_2d"
     ssl_pool_grid: int | None = None
     ssl_token_selection: str = "patches"
     target_mask_ratios: list[float] | None = None
@@ -480,6 +486,14 @@ class JalaConfig(PreTrainedConfig):
         if self.target_mask_ratios is None:
             self.target_mask_ratios = list(DEFAULT_TARGET_MASK_RATIOS)
         super().__post_init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> JalaConfig:
+        """`PreTrainedConfig.from_dict`, reading a config.json written before `perceiver_patch_positions` existed as
+        what it was trained with: perceivers without patch positions (`"none"`), not the new default."""
+        if "perceiver_patch_positions" not in config_dict:
+            config_dict = {**config_dict, "perceiver_patch_positions": "none"}
+        return super().from_dict(config_dict, **kwargs)
 
     def to_dict(self) -> dict[str, Any]:
         """`PreTrainedConfig.to_dict` (what config.json holds) without local paths.
@@ -545,6 +559,16 @@ class JalaConfig(PreTrainedConfig):
             raise ValueError(f"variant 'wo_align' means λ = 0; set align_weight=0.0 (got {self.align_weight}).")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"JalaConfig.ema_decay must be in [0, 1), got {self.ema_decay}.")
+        if self.perceiver_patch_positions not in PERCEIVER_PATCH_POSITIONS:
+            raise ValueError(
+                f"JalaConfig.perceiver_patch_positions must be one of {PERCEIVER_PATCH_POSITIONS}, got "
+                f"{self.perceiver_patch_positions!r}."
+            )
+        if self.perceiver_patch_positions == "sincos_2d" and self.perceiver_hidden_size % 4:
+            raise ValueError(
+                f"perceiver_patch_positions='sincos_2d' needs perceiver_hidden_size divisible by 4, got "
+                f"{self.perceiver_hidden_size}; use a multiple of 4 or perceiver_patch_positions='none'."
+            )
         if self.perceiver_hidden_size % self.perceiver_num_heads:
             raise ValueError(
                 f"perceiver_hidden_size={self.perceiver_hidden_size} is not divisible by "

@@ -42,9 +42,20 @@ class LatentActionQuantizer(nn.Module):
         codebook_size: int,
         code_dim: int = 32,
         commitment_weight: float = 0.25,
+        patch_positions: str = "none",
+        num_prefix_tokens: int = 0,
     ) -> None:
         super().__init__()
-        self.idm = LatentPerceiver(feature_dim, width, code_dim, num_queries, num_layers, num_heads)
+        self.idm = LatentPerceiver(
+            feature_dim,
+            width,
+            code_dim,
+            num_queries,
+            num_layers,
+            num_heads,
+            patch_positions=patch_positions,
+            num_prefix_tokens=num_prefix_tokens,
+        )
         self.codebook = nn.Embedding(codebook_size, code_dim)
         self.code_projection = nn.Linear(code_dim, width)
         self.code_hand_embedding = nn.Parameter(torch.zeros(2, width))

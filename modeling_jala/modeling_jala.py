@@ -45,7 +45,7 @@ from .layout_jala import (
 from .motion_tokenizer_jala import JalaMotionTokenizer
 from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
 from .processing_jala import DESCRIPTION_PROMPT, JalaProcessor
-from .ssl_features_jala import encode_ssl_frames
+from .ssl_features_jala import encode_ssl_frames, selected_prefix_token_count
 from .strict_loading_jala import HUB_DOWNLOAD_KWARGS, StrictLoadingMixin, hub_download_kwargs, join_subfolder
 
 logger = logging.getLogger(__name__)
@@ -373,6 +373,8 @@ class JalaModel(JalaPreTrainedModel):
             "num_layers": config.perceiver_num_layers,
             "num_heads": config.perceiver_num_heads,
             "mlp_ratio": config.perceiver_mlp_ratio,
+            "patch_positions": config.perceiver_patch_positions,
+            "num_prefix_tokens": selected_prefix_token_count(config.ssl_encoder_config, config.ssl_token_selection),
         }
         self.lsp = LatentPerceiver(**perceiver_kwargs)
         with_lap = config.uses_latent_actions and with_pretraining_modules
@@ -386,6 +388,8 @@ class JalaModel(JalaPreTrainedModel):
                 num_layers=config.perceiver_num_layers,
                 num_heads=config.perceiver_num_heads,
                 codebook_size=config.lapa_codebook_size,
+                patch_positions=config.perceiver_patch_positions,
+                num_prefix_tokens=perceiver_kwargs["num_prefix_tokens"],
             )
         self.post_init()
         self.synchronize_perceivers()

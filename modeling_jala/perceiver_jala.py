@@ -9,6 +9,10 @@ One module class serves both roles (paper §3.2):
 
 Architecture: K learned queries; `num_layers` blocks of [cross-attention to the projected frame features, self-
 attention among the queries, feed-forward]; then a 2-layer MLP per hand (the "two-head output") into the VLM width.
+Each projected feature token also carries which frame it came from and, by default, a fixed 2D sine-cosine code of
+its place in the patch grid: cross-attention reads its keys as a set, and a ViT with rotary positions (DINOv3)
+leaves little absolute position in its outputs, so without that code the perceiver could tell *what* is in the
+frame but hardly *where* (docs/design.md §1.5).
 
 Decoupled EMA, after every optimizer step (α = 0.999):
     trunk_LAP   <- α trunk_LAP   + (1 - α) trunk_LSP      (everything except the queries)
@@ -21,10 +25,41 @@ All EMA tensors are ordinary parameters, so they are in the state dict and a res
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
+from .configuration_jala import PERCEIVER_PATCH_POSITIONS as PATCH_POSITIONS
+
 QUERIES = "queries"
+
+
+def grid_sincos_positions(num_tokens: int, width: int, num_prefix_tokens: int = 0) -> Tensor:
+    """(num_tokens, width) fixed positions of a square patch grid in raster order (MAE's 2D sine-cosine code).
+
+    Half of the channels encode the row, half the column, each as sines and cosines of geometric frequencies. The
+    first `num_prefix_tokens` tokens (CLS, registers) are not grid cells and get zeros. Fixed rather than learned:
+    no parameters, and any grid size (pooled or not, another encoder resolution) gets a consistent code.
+    """
+    if width % 4:
+        raise ValueError(f"2D sine-cosine positions need a width divisible by 4, got {width}.")
+    cells = num_tokens - num_prefix_tokens
+    side = math.isqrt(max(cells, 0))
+    if cells < 0 or side * side != cells:
+        raise ValueError(
+            f"patch positions need a square patch grid, got {cells} patch tokens ({num_tokens} tokens, "
+            f"{num_prefix_tokens} before the grid); use perceiver_patch_positions='none' for non-square inputs."
+        )
+    quarter = width // 4
+    frequencies = 1.0 / (10000.0 ** (torch.arange(quarter, dtype=torch.float64) / quarter))
+    index = torch.arange(side, dtype=torch.float64)
+    angles = index[:, None] * frequencies[None]  # (side, quarter)
+    axis_code = torch.cat([angles.sin(), angles.cos()], dim=1)  # (side, width / 2)
+    rows = axis_code[:, None, :].expand(side, side, -1)
+    columns = axis_code[None, :, :].expand(side, side, -1)
+    grid = torch.cat([rows, columns], dim=-1).reshape(cells, width)
+    return torch.cat([torch.zeros(num_prefix_tokens, width, dtype=grid.dtype), grid]).float()
 
 
 class PerceiverBlock(nn.Module):
@@ -58,6 +93,9 @@ class LatentPerceiver(nn.Module):
         width: perceiver width.
         out_width: the VLM's hidden size.
         num_queries: K, equal to the motion tokens per hand and chunk so that z[k] aligns with slot k.
+        patch_positions: `sincos_2d` adds `grid_sincos_positions` to every projected feature token; `none` reads
+            the tokens as a set (the behaviour before this option existed).
+        num_prefix_tokens: feature tokens before the patch grid (CLS, registers), which get no position.
     """
 
     def __init__(
@@ -69,8 +107,14 @@ class LatentPerceiver(nn.Module):
         num_layers: int,
         num_heads: int,
         mlp_ratio: float = 4.0,
+        patch_positions: str = "none",
+        num_prefix_tokens: int = 0,
     ) -> None:
         super().__init__()
+        if patch_positions not in PATCH_POSITIONS:
+            raise ValueError(f"patch_positions must be one of {PATCH_POSITIONS}, got {patch_positions!r}.")
+        self.patch_positions = patch_positions
+        self.num_prefix_tokens = num_prefix_tokens
         self.queries = nn.Parameter(torch.zeros(num_queries, width))
         self.input_projection = nn.Linear(feature_dim, width)
         # Which of the two boundary frames a feature token comes from (v_t or v_t+15).
@@ -83,13 +127,13 @@ class LatentPerceiver(nn.Module):
 
     def forward(self, start_features: Tensor, end_features: Tensor) -> Tensor:
         """(M, P, D) features of v_t and v_t+15 -> (M, 2, K, out_width) latents for (left, right)."""
-        context = torch.cat(
-            [
-                self.input_projection(start_features) + self.frame_embedding[0],
-                self.input_projection(end_features) + self.frame_embedding[1],
-            ],
-            dim=1,
-        )
+        start = self.input_projection(start_features) + self.frame_embedding[0]
+        end = self.input_projection(end_features) + self.frame_embedding[1]
+        if self.patch_positions == "sincos_2d":
+            positions = grid_sincos_positions(start.shape[1], start.shape[2], self.num_prefix_tokens)
+            positions = positions.to(device=start.device, dtype=start.dtype)
+            start, end = start + positions, end + positions
+        context = torch.cat([start, end], dim=1)
         latents = self.queries[None].expand(context.shape[0], -1, -1)
         for block in self.blocks:
             latents = block(latents, context)

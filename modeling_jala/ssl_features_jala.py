@@ -113,6 +113,16 @@ def select_ssl_tokens(
     return patches if token_selection == "patches" else torch.cat([prefix, patches], dim=1)
 
 
+def selected_prefix_token_count(encoder_config: Any, token_selection: TokenSelection) -> int:
+    """How many of `select_ssl_tokens`' output tokens precede the patch grid (CLS, registers): they have no grid
+    position, so a reader that adds patch positions must skip them."""
+    if token_selection == "patches":
+        return 0
+    if token_selection == "cls":
+        return 1
+    return ssl_num_prefix_tokens(encoder_config)
+
+
 def encode_ssl_frames(
     encoder: nn.Module,
     pixel_values: Tensor,

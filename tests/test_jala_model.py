@@ -18,6 +18,7 @@ from modeling_jala.attention_jala import block_causal_mask
 from modeling_jala.configuration_jala import JalaConfig
 from modeling_jala.layout_jala import IGNORE_TOKEN_ID
 from modeling_jala.modeling_jala import JalaForMotionPretraining
+from modeling_jala.perceiver_jala import LatentPerceiver, grid_sincos_positions
 from tests.conftest import REPO_ROOT
 from tests.fixtures.tiny_jala import (
     IMAGE_SIZE,
@@ -71,7 +72,12 @@ def test_default_config_is_the_paper_structure() -> None:
         ({"align_layer": 9}, r"align_layer=9 must lie in \[1, 4\]"),
         ({"variant": "wo_align"}, "set align_weight=0.0"),
         ({"align_weight": 0.0}, "use variant='wo_align'"),
-        ({"perceiver_hidden_size": 30, "perceiver_num_heads": 4}, "not divisible"),
+        (
+            {"perceiver_hidden_size": 30, "perceiver_num_heads": 4, "perceiver_patch_positions": "none"},
+            "not divisible",
+        ),
+        ({"perceiver_patch_positions": "learned"}, "perceiver_patch_positions must be one of"),
+        ({"perceiver_hidden_size": 30, "perceiver_num_heads": 2}, "divisible by 4"),
         ({"target_mask_ratios": [0.0, 1.5]}, "target_mask_ratios"),
     ],
 )
@@ -90,6 +96,55 @@ def test_shapes(model: JalaForMotionPretraining) -> None:
     assert outputs.state_tokens.shape == (2, 2 * K, hidden)
     prefix, state, motion = 9, 2 * K, 3 * 2 * (K + 2)
     assert outputs.last_hidden_state.shape == (2, prefix + state + motion, hidden)
+
+
+def test_grid_positions_give_every_cell_its_own_code_and_prefix_tokens_none() -> None:
+    positions = grid_sincos_positions(1 + 9, 16, num_prefix_tokens=1)
+    assert positions.shape == (10, 16)
+    assert torch.equal(positions[0], torch.zeros(16))
+    cells = positions[1:]
+    assert torch.cdist(cells, cells).add(torch.eye(9)).min() > 1e-3  # 9 distinct codes for a 3 x 3 grid
+    # Row code in the first half, column code in the second: cells of one row share the first half only.
+    assert torch.equal(cells[0, :8], cells[2, :8]) and not torch.equal(cells[0, 8:], cells[2, 8:])
+    with pytest.raises(ValueError, match="square patch grid"):
+        grid_sincos_positions(8, 16)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        grid_sincos_positions(9, 18)
+
+
+@pytest.mark.parametrize("patch_positions", ["sincos_2d", "none"])
+def test_the_perceiver_knows_where_a_patch_is_only_with_positions(patch_positions: str) -> None:
+    torch.manual_seed(0)
+    perceiver = LatentPerceiver(8, 16, 12, num_queries=4, num_layers=1, num_heads=2, patch_positions=patch_positions)
+    torch.nn.init.normal_(perceiver.queries)
+    start, end = torch.randn(2, 16, 8), torch.randn(2, 16, 8)
+    swap = torch.randperm(16)  # the same patches, moved to other cells of the 4 x 4 grid
+    moved = perceiver(start[:, swap], end[:, swap])
+    same = torch.allclose(perceiver(start, end), moved, atol=1e-5)
+    # Cross-attention reads its keys as a set: only the grid code can tell a moved hand from one in place.
+    assert same == (patch_positions == "none")
+
+
+# The fixture's encoder has CLS + 1 register before its patch grid, pooled here to 2 x 2.
+@pytest.mark.parametrize(("selection", "tokens"), [("all", 2 + 4), ("cls", 1)])
+def test_prefix_tokens_of_the_ssl_selection_get_no_grid_position(selection: str, tokens: int) -> None:
+    torch.manual_seed(0)
+    model = JalaForMotionPretraining(tiny_jala_config(ssl_token_selection=selection, ssl_pool_grid=2)).eval()
+    batch = make_batch()
+    features = model.model.ssl_features(batch["ssl_pixel_values"][:, 0])
+    assert features.shape[1] == tokens
+    with torch.no_grad():
+        assert torch.isfinite(model(**batch).loss)
+
+
+def test_a_folder_saved_before_patch_positions_loads_without_them(tmp_path: Path) -> None:
+    config = tiny_jala_config()
+    config.save_pretrained(tmp_path)
+    assert JalaConfig.from_pretrained(tmp_path).perceiver_patch_positions == "sincos_2d"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["perceiver_patch_positions"]  # what config.json held before the option existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert JalaConfig.from_pretrained(tmp_path).perceiver_patch_positions == "none"
 
 
 def test_block_causal_mask_structure() -> None:
