@@ -11,7 +11,7 @@ labelled training clips, scored by MPJPE on held-out clips beside the mean-motio
 
 These are not baselines a model can run (they read the scene JSON, which only the procedural world has); they tell
 what a model that perfectly extracted each fact could reach, i.e. where a gap to the mean-motion baseline comes
-from. Millimetres, over the same first 24 clips per split that the quickstart evaluates.
+from. Millimetres, over the same held-out clips per split that the quickstart evaluates (`EVAL_CLIPS`, 40).
 
     python benchmarks/motion_ceilings.py --dataset outputs/quickstart/unihand_mix
 """
@@ -31,6 +31,7 @@ if __package__ in (None, ""):
 from modeling_jala.layout_jala import HANDS
 from trainers.evaluate_motion import labelled_rows
 from trainers.motion_baselines import MeanMotionBaseline, clip_joints, hold_to_length, present_hands
+from trainers.quickstart import EVAL_CLIPS
 
 FACT_SETS = {
     "family + hand": ("family", "hand"),
@@ -88,7 +89,7 @@ def mpjpe_mm(prediction: np.ndarray, truth: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--eval_clips", type=int, default=24)
+    parser.add_argument("--eval_clips", type=int, default=EVAL_CLIPS)
     parser.add_argument("--frames", type=int, default=60, help="frames scored (4 chunks of 15)")
     parser.add_argument("--output", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
