@@ -26,20 +26,15 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modeling_jala.ssl_features_jala import encode_ssl_frames, ssl_image_settings
-from trainers.ssl_probe import load_encoder, load_probe_split, preprocess
+from modeling_jala.ssl_features_jala import ssl_image_settings
+from trainers.ssl_probe import frame_features, load_encoder, load_probe_split, preprocess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@torch.no_grad()
-def patch_tokens(encoder: PreTrainedModel, pixel_values: torch.Tensor, batch_size: int = 128) -> np.ndarray:
-    """(N, P, D) patch tokens as the perceivers read them (no pooling)."""
-    parts = [
-        encode_ssl_frames(encoder, pixel_values[start : start + batch_size], "patches").double().numpy()
-        for start in range(0, len(pixel_values), batch_size)
-    ]
-    return np.concatenate(parts)
+def patch_tokens(encoder: PreTrainedModel, pixel_values: torch.Tensor) -> np.ndarray:
+    """(N, P, D) patch tokens as the perceivers read them (no pooling): the SSL probe's features, unflattened."""
+    return frame_features(encoder, pixel_values).reshape(len(pixel_values), -1, encoder.config.hidden_size)
 
 
 def cell_accuracy(train_tokens: np.ndarray, test_tokens: dict[str, np.ndarray], alpha: float) -> dict[str, float]:

@@ -115,6 +115,7 @@ class LatentPerceiver(nn.Module):
             raise ValueError(f"patch_positions must be one of {PATCH_POSITIONS}, got {patch_positions!r}.")
         self.patch_positions = patch_positions
         self.num_prefix_tokens = num_prefix_tokens
+        self._position_cache: dict[tuple[int, torch.device, torch.dtype], Tensor] = {}
         self.queries = nn.Parameter(torch.zeros(num_queries, width))
         self.input_projection = nn.Linear(feature_dim, width)
         # Which of the two boundary frames a feature token comes from (v_t or v_t+15).
@@ -130,8 +131,7 @@ class LatentPerceiver(nn.Module):
         start = self.input_projection(start_features) + self.frame_embedding[0]
         end = self.input_projection(end_features) + self.frame_embedding[1]
         if self.patch_positions == "sincos_2d":
-            positions = grid_sincos_positions(start.shape[1], start.shape[2], self.num_prefix_tokens)
-            positions = positions.to(device=start.device, dtype=start.dtype)
+            positions = self.grid_positions(start.shape[1], start.device, start.dtype)
             start, end = start + positions, end + positions
         context = torch.cat([start, end], dim=1)
         latents = self.queries[None].expand(context.shape[0], -1, -1)
@@ -139,6 +139,15 @@ class LatentPerceiver(nn.Module):
             latents = block(latents, context)
         latents = self.output_norm(latents)
         return torch.stack([head(latents) for head in self.hand_heads], dim=1)
+
+    def grid_positions(self, num_tokens: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+        """`grid_sincos_positions` for this perceiver's width, built once per (tokens, device, dtype): the code is
+        fixed, so every forward would otherwise rebuild it and copy it to the device."""
+        key = (num_tokens, device, dtype)
+        if key not in self._position_cache:
+            positions = grid_sincos_positions(num_tokens, self.input_projection.out_features, self.num_prefix_tokens)
+            self._position_cache[key] = positions.to(device=device, dtype=dtype)
+        return self._position_cache[key]
 
     def trunk_parameters(self) -> list[nn.Parameter]:
         """Every parameter except the learned queries, in a fixed order."""
