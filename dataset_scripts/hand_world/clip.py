@@ -277,19 +277,24 @@ def load_scene(renderer: SceneRenderer, spec: ClipSpec) -> None:
     renderer.load(xml)
 
 
+def render_frame(renderer: SceneRenderer, spec: ClipSpec, frame: int) -> dict[str, Any]:
+    """One stored frame of a loaded clip (`load_scene` first): posed, rendered, with the look's sensor noise, and
+    JPEG-encoded at the look's quality, exactly as a dataset row holds it."""
+    options = spec.options
+    pose_scene(renderer, spec, frame)
+    image = renderer.render()
+    if spec.look.noise_std > 0:
+        noise = options.rng(spec.index, "noise", frame).normal(0.0, spec.look.noise_std, size=image.shape)
+        image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
+    quality = options.jpeg_quality if options.domain == "lab" else min(options.jpeg_quality, spec.look.jpeg_quality)
+    return encode_image(image, quality=quality)
+
+
 def render_row(renderer: SceneRenderer, spec: ClipSpec) -> dict[str, Any]:
     """Render the first and boundary frames of a planned clip and assemble its row (schema columns + split)."""
     options = spec.options
     load_scene(renderer, spec)
-    frames = []
-    quality = options.jpeg_quality if options.domain == "lab" else min(options.jpeg_quality, spec.look.jpeg_quality)
-    for frame in boundary_frame_indices(spec.motion.num_frames):
-        pose_scene(renderer, spec, frame)
-        image = renderer.render()
-        if spec.look.noise_std > 0:
-            noise = options.rng(spec.index, "noise", frame).normal(0.0, spec.look.noise_std, size=image.shape)
-            image = np.clip(image.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-        frames.append(encode_image(image, quality=quality))
+    frames = [render_frame(renderer, spec, frame) for frame in boundary_frame_indices(spec.motion.num_frames)]
     width, height = options.image_size
     return {
         "id": spec.clip_id,

@@ -1,0 +1,297 @@
+"""Can the backbone learn to find the object an instruction names? The grounding the tiny JALA lacks on test_lab.
+
+`benchmarks/motion_ceilings.py` shows that on test_lab no reader of the scene facts gets much under 0.75x the mean
+motion without the *target object's* position: the instruction names it ("the pink cup"), so a model must find that
+object in the first frame. A pretrained VLM brings this skill; a from-scratch one has to learn it from the motion loss.
+This script asks how fast the JALA folder's VLM (its InternVL structure, its processor) learns the skill when it is
+trained for nothing else: referring localisation. Given "the {colour} {noun}" and a first frame, in the prompt layout
+the motion positions read (`[text][<img> ... </img>]`), a linear head on the last prefix token's final state
+predicts the named object's camera-frame position.
+
+* Training frames: `--scenes` first frames rendered afresh from the procedural world (half lab, half wild) at
+  `--world_seed`, a seed the dataset builds do not use; every object of a frame is a query. Frames go through the
+  same renderer, sensor noise and JPEG as dataset rows (`render_frame`).
+* Test: the first frames of the dataset's held-out clips (the quickstart's `EVAL_CLIPS` per split), every object.
+* Baselines: `global mean` (the training objects' mean position) and `scene mean` (the mean of the frame's own
+  objects: knows where the objects are, not which one is named). A model under `scene mean` tells objects apart.
+* `--init random` starts the VLM as the quickstart's pretraining does (JALA's from-scratch initialisation);
+  `--init trained` starts from the folder's trained VLM (what motion pretraining left in it).
+
+Mean 3D error in mm ± standard error over queries, every `--eval_every` steps; a table, a JSON record and a plot.
+
+    python benchmarks/grounding_probe.py --model outputs/quickstart/jala --dataset outputs/quickstart/unihand_mix
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from dataset_scripts.collator import load_frame
+from dataset_scripts.hand_world.instructions import NOUNS
+from trainers.motion_baselines import labelled_rows
+from trainers.quickstart import EVAL_CLIPS
+
+SPLITS = ("test_lab", "test_wild")
+
+#: One query: (first frame as stored, colour, kind, camera-frame position in metres).
+Query = tuple[Any, str, str, np.ndarray]
+
+
+def scene_queries(frame: Any, objects: Sequence[dict[str, Any]]) -> list[Query]:
+    """Every object of a frame as a query, from scene-JSON object entries (colour, type, position_camera)."""
+    return [(frame, obj["colour"], obj["type"], np.asarray(obj["position_camera"], np.float32)) for obj in objects]
+
+
+def phrase(colour: str, kind: str, rng: np.random.Generator | None = None) -> str:
+    """'the pink cup': the way instructions name an object (a random synonym when `rng` is given, else the first)."""
+    nouns = NOUNS[kind]
+    return f"the {colour} {nouns[0] if rng is None else rng.choice(nouns)}"
+
+
+def render_scenes(count: int, seed: int, image_size: tuple[int, int] = (224, 224)) -> list[list[Query]]:
+    """First frames of `count` fresh procedural scenes (half lab, half wild), each with its objects as queries."""
+    from dataset_scripts.hand_world.clip import WorldOptions, load_scene, plan_clip_spec, render_frame
+    from dataset_scripts.hand_world.renderer import SceneRenderer
+
+    scenes = []
+    domains = {"lab": count - count // 2, "wild": count // 2}
+    with SceneRenderer(*image_size) as renderer:
+        for domain, number in domains.items():
+            options = WorldOptions(domain=domain, split="train", seed=seed, image_size=image_size)
+            for index in tqdm(range(number), desc=f"rendering {domain} scenes", unit="scene"):
+                spec = plan_clip_spec(options, index)
+                load_scene(renderer, spec)
+                frame = render_frame(renderer, spec, 0)
+                scenes.append(scene_queries(frame, spec.scene["objects"]))
+    return [scene for scene in scenes if scene]
+
+
+def held_out_scenes(dataset: str | Path, split: str, clips: int) -> list[list[Query]]:
+    """The first frames of the clips the quickstart scores, with their scenes' objects."""
+    scenes = []
+    for row in labelled_rows(dataset, split, clips):
+        if not row.get("scene"):
+            raise ValueError(f"{dataset} {split} row {row['id']} has no scene JSON; the probe needs procedural clips.")
+        scenes.append(scene_queries(row["first_frame"], json.loads(row["scene"])["objects"]))
+    return [scene for scene in scenes if scene]
+
+
+def baseline_errors(scenes: Sequence[Sequence[Query]], global_mean: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-query 3D errors (metres) of the two position-only guesses."""
+    errors: dict[str, list[float]] = {"global mean": [], "scene mean": []}
+    for scene in scenes:
+        positions = np.stack([query[3] for query in scene])
+        errors["global mean"] += list(np.linalg.norm(positions - global_mean, axis=1))
+        errors["scene mean"] += list(np.linalg.norm(positions - positions.mean(0), axis=1))
+    return {name: np.asarray(values) for name, values in errors.items()}
+
+
+def summary_mm(errors: np.ndarray) -> dict[str, float]:
+    return {"mm": float(1000 * errors.mean()), "se_mm": float(1000 * errors.std(ddof=1) / math.sqrt(len(errors)))}
+
+
+class GroundingProbe(torch.nn.Module):
+    """The VLM plus a linear head on the last prefix token: (text, frame) -> standardised position."""
+
+    def __init__(self, vlm: torch.nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.vlm = vlm
+        self.head = torch.nn.Linear(hidden_size, 3)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor):
+        # Prompts are left-padded (JalaProcessor), so the last position is every sample's last prefix token.
+        states = self.vlm(input_ids=input_ids, attention_mask=attention_mask, pixel_values=pixel_values)
+        return self.head(states.last_hidden_state[:, -1])
+
+
+def load_vlm(folder: str | Path, init: str) -> tuple[torch.nn.Module, Any, Any]:
+    """The folder's VLM (trained, or initialised as JALA pretraining starts it), its processor and its JalaConfig."""
+    from modeling_jala.configuration_jala import JalaConfig
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from modeling_jala.processing_jala import JalaProcessor
+
+    processor = JalaProcessor.from_pretrained(folder)
+    if init == "trained":
+        model = JalaForMotionPretraining.from_pretrained(folder)
+        return model.model.vlm, processor, model.config
+    if init != "random":
+        raise ValueError(f"--init must be 'random' or 'trained', got {init!r}.")
+    config = JalaConfig.from_pretrained(folder)
+    return JalaForMotionPretraining(config).model.vlm, processor, config
+
+
+class QueryEncoder:
+    """Frames decoded once and cached as pixel values; texts tokenised per batch by the JALA processor."""
+
+    def __init__(self, processor: Any, image_size: tuple[int, int]) -> None:
+        self.processor = processor
+        self.image_size = image_size
+        self._pixels: dict[int, torch.Tensor] = {}
+
+    def pixels(self, frame: Any) -> torch.Tensor:
+        key = id(frame)
+        if key not in self._pixels:
+            image = load_frame(frame, self.image_size)[0]
+            self._pixels[key] = self.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
+        return self._pixels[key]
+
+    def batch(self, queries: Sequence[Query], texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        blank = [np.zeros((*self.image_size, 3), np.uint8)] * len(texts)
+        prompt = self.processor(images=blank, text=list(texts))
+        pixel_values = torch.stack([self.pixels(query[0]) for query in queries])
+        return {
+            "input_ids": prompt["input_ids"],
+            "attention_mask": prompt["attention_mask"],
+            "pixel_values": pixel_values,
+        }
+
+
+@torch.no_grad()
+def model_errors(
+    probe: GroundingProbe, encoder: QueryEncoder, scenes: Sequence[Sequence[Query]], mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
+    probe.eval()
+    queries = [query for scene in scenes for query in scene]
+    errors = []
+    for start in range(0, len(queries), 64):
+        part = queries[start : start + 64]
+        inputs = encoder.batch(part, [phrase(q[1], q[2]) for q in part])
+        predicted = probe(**inputs).double().numpy() * std + mean
+        errors += list(np.linalg.norm(predicted - np.stack([q[3] for q in part]), axis=1))
+    probe.train()
+    return np.asarray(errors)
+
+
+def plot_curve(record: dict[str, Any], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    figure, axes = plt.subplots(1, len(SPLITS), figsize=(5 * len(SPLITS), 3.6), squeeze=False)
+    steps = [point["step"] for point in record["curve"]]
+    for axis, split in zip(axes[0], SPLITS, strict=True):
+        values = np.array([point[split]["mm"] for point in record["curve"]])
+        errors = np.array([point[split]["se_mm"] for point in record["curve"]])
+        axis.plot(steps, values, marker="o", label=f"VLM ({record['init']} init)")
+        axis.fill_between(steps, values - errors, values + errors, alpha=0.2)
+        for name, style in (("global mean", ":"), ("scene mean", "--")):
+            axis.axhline(record["baselines"][split][name]["mm"], linestyle=style, color="grey", label=name)
+        axis.set(title=split, xlabel="training step", ylabel="3D error of the named object (mm)")
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a JALA folder: its VLM structure (or weights) and processor")
+    parser.add_argument("--dataset", required=True, help="the UniHand-Mix folder whose held-out clips are the test")
+    parser.add_argument("--init", choices=("random", "trained"), default="random")
+    parser.add_argument("--scenes", type=int, default=4000, help="training scenes rendered (half lab, half wild)")
+    parser.add_argument("--world_seed", type=int, default=1000, help="procedural-world seed of the training scenes")
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=3e-4)
+    parser.add_argument("--eval_every", type=int, default=500)
+    parser.add_argument("--eval_clips", type=int, default=EVAL_CLIPS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="write the record here (.json; the plot goes beside it as .png)")
+    args = parser.parse_args(argv)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+
+    vlm, processor, config = load_vlm(args.model, args.init)
+    size = config.vlm_config.vision_config.image_size
+    image_size = (size, size) if isinstance(size, int) else tuple(size)
+    train = render_scenes(args.scenes, args.world_seed)
+    tests = {split: held_out_scenes(args.dataset, split, args.eval_clips) for split in SPLITS}
+    positions = np.stack([query[3] for scene in train for query in scene]).astype(np.float64)
+    mean, std = positions.mean(0), positions.std(0)
+    baselines = {
+        split: {name: summary_mm(errors) for name, errors in baseline_errors(scenes, mean).items()}
+        for split, scenes in tests.items()
+    }
+
+    probe = GroundingProbe(vlm, config.vlm_config.text_config.hidden_size)
+    encoder = QueryEncoder(processor, image_size)
+    optimizer = torch.optim.AdamW(probe.parameters(), lr=args.learning_rate, weight_decay=0.01)
+    warmup = max(1, args.steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+    )
+    curve = []
+
+    def evaluate(step: int) -> None:
+        point = {"step": step}
+        for split, scenes in tests.items():
+            point[split] = summary_mm(model_errors(probe, encoder, scenes, mean, std))
+        curve.append(point)
+
+    started = time.monotonic()
+    evaluate(0)
+    for step in tqdm(range(1, args.steps + 1), desc="grounding", unit="step"):
+        scenes = [train[i] for i in rng.integers(len(train), size=args.batch_size)]
+        queries = [scene[rng.integers(len(scene))] for scene in scenes]
+        inputs = encoder.batch(queries, [phrase(q[1], q[2], rng) for q in queries])
+        target = torch.tensor((np.stack([q[3] for q in queries]) - mean) / std, dtype=torch.float32)
+        loss = torch.nn.functional.smooth_l1_loss(probe(**inputs), target)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(probe.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        if step % args.eval_every == 0 or step == args.steps:
+            evaluate(step)
+
+    record = {
+        "model": str(args.model),
+        "init": args.init,
+        "scenes": len(train),
+        "queries": int(len(positions)),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "minutes": round((time.monotonic() - started) / 60, 2),
+        "baselines": baselines,
+        "curve": curve,
+    }
+    lines = [
+        "| step | " + " | ".join(f"{split} (mm)" for split in SPLITS) + " |",
+        "|---|" + "---|" * len(SPLITS),
+    ]
+    for name in ("global mean", "scene mean"):
+        cells = [f"{baselines[s][name]['mm']:.1f} ± {baselines[s][name]['se_mm']:.1f}" for s in SPLITS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    for point in curve:
+        cells = [f"{point[s]['mm']:.1f} ± {point[s]['se_mm']:.1f}" for s in SPLITS]
+        lines.append(f"| VLM, step {point['step']} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(record, indent=2))
+        plot_curve(record, args.output.with_suffix(".png"))
+    return record
+
+
+if __name__ == "__main__":
+    main()
