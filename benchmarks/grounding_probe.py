@@ -15,9 +15,7 @@ predicts the named object's camera-frame position.
 * Baselines: `global mean` (the training objects' mean position) and `scene mean` (the mean of the frame's own
   objects: knows where the objects are, not which one is named). A model under `scene mean` tells objects apart.
 * `--init random` starts the VLM as the quickstart's pretraining does (JALA's from-scratch initialisation);
-  `--init trained` starts from the folder's trained VLM (what motion pretraining left in it). With `--init random`,
-  `--zero_vision_positions` starts the tower's patch positions at InternVL's zeros instead of JALA's sine-cosine
-  code (docs/design.md §1.3), the comparison behind that choice.
+  `--init trained` starts from the folder's trained VLM (what motion pretraining left in it).
 
 Mean 3D error in mm ± standard error over queries, every `--eval_every` steps; a table, a JSON record and a plot.
 
@@ -191,7 +189,7 @@ def plot_curve(record: dict[str, Any], path: Path) -> Path | None:
     for axis, split in zip(axes[0], SPLITS, strict=True):
         values = np.array([point[split]["mm"] for point in record["curve"]])
         errors = np.array([point[split]["se_mm"] for point in record["curve"]])
-        axis.plot(steps, values, marker="o", label=f"VLM ({record['init']} init, {record['vision_positions_start']})")
+        axis.plot(steps, values, marker="o", label=f"VLM ({record['init']} init)")
         axis.fill_between(steps, values - errors, values + errors, alpha=0.2)
         for name, style in (("global mean", ":"), ("scene mean", "--")):
             axis.axhline(record["baselines"][split][name]["mm"], linestyle=style, color="grey", label=name)
@@ -208,11 +206,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--model", required=True, help="a JALA folder: its VLM structure (or weights) and processor")
     parser.add_argument("--dataset", required=True, help="the UniHand-Mix folder whose held-out clips are the test")
     parser.add_argument("--init", choices=("random", "trained"), default="random")
-    parser.add_argument(
-        "--zero_vision_positions",
-        action="store_true",
-        help="with --init random: the vision tower's patch positions start at zeros (InternVL's init)",
-    )
     parser.add_argument("--scenes", type=int, default=4000, help="training scenes rendered (half lab, half wild)")
     parser.add_argument("--world_seed", type=int, default=1000, help="procedural-world seed of the training scenes")
     parser.add_argument("--steps", type=int, default=5000)
@@ -226,12 +219,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
-    if args.zero_vision_positions and args.init != "random":
-        raise ValueError("--zero_vision_positions changes an initialisation: use it with --init random.")
     vlm, processor, config = load_vlm(args.model, args.init)
-    if args.zero_vision_positions:
-        with torch.no_grad():
-            vlm.vision_tower.embeddings.position_embeddings.zero_()
     size = config.vlm_config.vision_config.image_size
     image_size = (size, size) if isinstance(size, int) else tuple(size)
     train = render_scenes(args.scenes, args.world_seed)
@@ -277,9 +265,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record = {
         "model": str(args.model),
         "init": args.init,
-        "vision_positions_start": "zeros"
-        if args.zero_vision_positions
-        else ("sincos_2d" if args.init == "random" else "trained"),
         "scenes": len(train),
         "queries": int(len(positions)),
         "steps": args.steps,

@@ -6,6 +6,8 @@ labelled training clips, scored by MPJPE on held-out clips beside the mean-motio
 
 * `family + hand`: what the instruction alone says (the motion family) and which hand acts;
 * `+ start wrist`: plus the hand's true start position (visible in the first frame);
+* `+ start + nearest object`: the start plus the position of the object nearest the hand's start (objects found in
+  the frame, but no word grounded: the nearest object is often, not always, the named one);
 * `+ target object`: plus the target object's true position (instruction words grounded in the frame);
 * `all facts`: everything above.
 
@@ -36,6 +38,7 @@ from trainers.quickstart import EVAL_CLIPS
 FACT_SETS = {
     "family + hand": ("family", "hand"),
     "+ start wrist": ("family", "hand", "start"),
+    "+ start + nearest object": ("family", "hand", "start", "nearest"),
     "+ target object": ("family", "hand", "target"),
     "all facts": ("family", "hand", "start", "target"),
 }
@@ -50,6 +53,8 @@ def scene_facts(row: dict, hand: int, families: list[str]) -> dict[str, np.ndarr
     for item in scene["objects"]:
         if item["name"] == target_name:
             target = np.asarray(item["position_camera"], dtype=float)
+    objects = [np.asarray(item["position_camera"], dtype=float) for item in scene["objects"]]
+    nearest = min(objects, key=lambda position: float(np.linalg.norm(position - start)), default=np.zeros(3))
     family = np.zeros(len(families))
     family[families.index(scene["motion"]["family"])] = 1.0
     return {
@@ -58,6 +63,7 @@ def scene_facts(row: dict, hand: int, families: list[str]) -> dict[str, np.ndarr
         # Positions interact with the family (a reach goes to the target, a wave stays near the start).
         "start": np.outer(start, family).ravel(),
         "target": np.outer(target, family).ravel(),
+        "nearest": np.outer(nearest, family).ravel(),
     }
 
 

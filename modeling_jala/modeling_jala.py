@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
-from transformers.models.internvl.modeling_internvl import InternVLVisionEmbeddings
 from transformers.utils import ModelOutput
 
 from .attention_jala import FLEX_ATTENTION, register_block_flex_attention, sequence_attention_mask
@@ -44,7 +43,7 @@ from .layout_jala import (
     reorder_axes,
 )
 from .motion_tokenizer_jala import JalaMotionTokenizer
-from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets, grid_sincos_positions
+from .perceiver_jala import LatentPerceiver, ema_pairs, ema_update, freeze_ema_targets
 from .processing_jala import DESCRIPTION_PROMPT, JalaProcessor
 from .ssl_features_jala import encode_ssl_frames, selected_prefix_token_count
 from .strict_loading_jala import HUB_DOWNLOAD_KWARGS, StrictLoadingMixin, hub_download_kwargs, join_subfolder
@@ -324,19 +323,6 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         run would train the frozen parts."""
 
     @torch.no_grad()
-    def initialize_weights(self) -> None:
-        """transformers' initialisation, then a from-scratch vision tower's patch positions as a 2D sine-cosine code
-        instead of InternVL's zeros (docs/design.md §1.3). The VLM is a sub-model with its own `_init_weights`, so
-        this runs after it; `init.copy_` leaves loaded (pretrained) tensors alone."""
-        super().initialize_weights()
-        for module in self.modules():
-            if isinstance(module, InternVLVisionEmbeddings) and module.position_embeddings is not None:
-                positions = module.position_embeddings
-                grid = vision_grid_positions(positions.shape[1], positions.shape[2])
-                if grid is not None:
-                    init.copy_(positions, grid[None].to(positions.device, positions.dtype))
-
-    @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, MotionTokenEmbedding):
@@ -365,16 +351,6 @@ class JalaPreTrainedModel(StrictLoadingMixin, PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-
-
-def vision_grid_positions(num_tokens: int, width: int) -> Tensor | None:
-    """The 2D sine-cosine code of an InternVL vision tower's (CLS + square patch grid) positions, CLS row zero; None
-    where the grid is not square or the width not divisible by 4 (that tower keeps InternVL's zero init)."""
-    cells = num_tokens - 1
-    side = math.isqrt(max(cells, 0))
-    if cells <= 0 or side * side != cells or width % 4:
-        return None
-    return grid_sincos_positions(num_tokens, width, num_prefix_tokens=1)
 
 
 class JalaModel(JalaPreTrainedModel):

@@ -147,25 +147,6 @@ def test_a_folder_saved_before_patch_positions_loads_without_them(tmp_path: Path
     assert JalaConfig.from_pretrained(tmp_path).perceiver_patch_positions == "none"
 
 
-def test_a_from_scratch_vision_tower_starts_with_grid_positions_and_loading_keeps_saved_ones(tmp_path: Path) -> None:
-    from modeling_jala.modeling_jala import vision_grid_positions
-
-    model = JalaForMotionPretraining(tiny_jala_config())
-    positions = model.model.vlm.vision_tower.embeddings.position_embeddings  # (1, CLS + 4 x 4, width)
-    cells = positions.shape[1] - 1
-    torch.testing.assert_close(positions[0], grid_sincos_positions(positions.shape[1], positions.shape[2], 1))
-    assert torch.equal(positions[0, 0], torch.zeros(positions.shape[2]))  # CLS is no grid cell
-    assert torch.unique(positions[0, 1:], dim=0).shape[0] == cells  # InternVL's own init: all zeros
-    # a saved (trained or pretrained) tower's positions survive loading; the init does not overwrite them
-    with torch.no_grad():
-        positions.normal_()
-    model.save_pretrained(tmp_path)
-    reloaded = JalaForMotionPretraining.from_pretrained(tmp_path)
-    assert torch.equal(reloaded.model.vlm.vision_tower.embeddings.position_embeddings, positions)
-    # a grid that is not square, or a width the code cannot split, keeps InternVL's zeros
-    assert vision_grid_positions(1 + 12, 64) is None and vision_grid_positions(1 + 16, 62) is None
-
-
 def test_block_causal_mask_structure() -> None:
     # prefix of 3 tokens (own blocks 0, 1, 2), then block 3 (2 tokens), block 4 (2 tokens); key 1 is padding.
     block_ids = torch.tensor([[0, 1, 2, 3, 3, 4, 4]])
