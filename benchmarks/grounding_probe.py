@@ -42,6 +42,7 @@ if __package__ in (None, ""):
 
 from dataset_scripts.collator import load_frame
 from dataset_scripts.hand_world.instructions import NOUNS
+from trainers.evaluate_motion import _image_size
 from trainers.motion_baselines import labelled_rows
 from trainers.quickstart import EVAL_CLIPS
 
@@ -137,9 +138,9 @@ def load_vlm(folder: str | Path, init: str) -> tuple[torch.nn.Module, Any, Any]:
 class QueryEncoder:
     """Frames decoded once and cached as pixel values; texts tokenised per batch by the JALA processor."""
 
-    def __init__(self, processor: Any, image_size: tuple[int, int]) -> None:
+    def __init__(self, processor: Any) -> None:
         self.processor = processor
-        self.image_size = image_size
+        self.image_size = _image_size(processor)  # the size the pretraining collator decodes first frames to
         self._pixels: dict[int, torch.Tensor] = {}
 
     def pixels(self, frame: Any) -> torch.Tensor:
@@ -150,8 +151,7 @@ class QueryEncoder:
         return self._pixels[key]
 
     def batch(self, queries: Sequence[Query], texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        blank = [np.zeros((*self.image_size, 3), np.uint8)] * len(texts)
-        prompt = self.processor(images=blank, text=list(texts))
+        prompt = self.processor.encode_prompts(list(texts))
         pixel_values = torch.stack([self.pixels(query[0]) for query in queries])
         return {
             "input_ids": prompt["input_ids"],
@@ -176,14 +176,14 @@ def model_errors(
     return np.asarray(errors)
 
 
-def plot_curve(record: dict[str, Any], path: Path) -> Path | None:
-    try:
-        import matplotlib
+def plot_curve(record: dict[str, Any], path: Path) -> Path:
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from trainers.plotting import save_figure
+
     figure, axes = plt.subplots(1, len(SPLITS), figsize=(5 * len(SPLITS), 3.6), squeeze=False)
     steps = [point["step"] for point in record["curve"]]
     for axis, split in zip(axes[0], SPLITS, strict=True):
@@ -195,10 +195,7 @@ def plot_curve(record: dict[str, Any], path: Path) -> Path | None:
             axis.axhline(record["baselines"][split][name]["mm"], linestyle=style, color="grey", label=name)
         axis.set(title=split, xlabel="training step", ylabel="3D error of the named object (mm)")
         axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -220,8 +217,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
 
     vlm, processor, config = load_vlm(args.model, args.init)
-    size = config.vlm_config.vision_config.image_size
-    image_size = (size, size) if isinstance(size, int) else tuple(size)
     train = render_scenes(args.scenes, args.world_seed)
     tests = {split: held_out_scenes(args.dataset, split, args.eval_clips) for split in SPLITS}
     positions = np.stack([query[3] for scene in train for query in scene]).astype(np.float64)
@@ -232,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     probe = GroundingProbe(vlm, config.vlm_config.text_config.hidden_size)
-    encoder = QueryEncoder(processor, image_size)
+    encoder = QueryEncoder(processor)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=args.learning_rate, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(

@@ -562,6 +562,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from trainers.plotting import save_figure
+
     summary = report["summary"]
     variants = list(summary["table"])
     scaling = summary["scaling"]
@@ -596,10 +598,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
             axis.set_title(f"scaling: {label}", fontsize=10)
             if j == 0:
                 axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:

@@ -11,6 +11,15 @@ matplotlib.use("Agg")  # headless machines and CI
 import matplotlib.pyplot as plt
 
 
+def save_figure(figure, path: str | Path) -> Path:
+    """Lay out, write as PNG (110 dpi, the size every plot of this project uses) and free `figure`."""
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def plot_training_curves(history: Sequence[dict], keys: Sequence[str], path: str | Path) -> Path | None:
     """One panel per logged key against the step; keys absent from the log are skipped. Returns the PNG path."""
     keys = [key for key in keys if any(key in record for record in history)]
@@ -25,11 +34,7 @@ def plot_training_curves(history: Sequence[dict], keys: Sequence[str], path: str
         axis.grid(alpha=0.3)
         if key.endswith("loss") and all(value > 0 for _, value in points):
             axis.set_yscale("log")
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def plot_layer_accuracy(history: Sequence[dict], path: str | Path, prefix: str = "mcp_accuracy_layer") -> Path | None:
@@ -49,8 +54,4 @@ def plot_layer_accuracy(history: Sequence[dict], path: str | Path, prefix: str =
     axis.set_title("masked-token accuracy per residual layer (0 = coarsest)")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7, ncol=2)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

@@ -23,6 +23,7 @@ from transformers import AutoModel
 
 from dataset_scripts.procedural_motion import procedural_motion_dataset
 from modeling_jala.layout_jala import CLIP_MOTION_AXES, ROW_MOTION_AXES, reorder_axes
+from trainers.plotting import save_figure
 from trainers.train_tokenizer import evaluate_tokenizer
 
 logger = logging.getLogger("jala.tokenizer_demo")
@@ -52,10 +53,7 @@ def plot_reconstruction(tokenizer: torch.nn.Module, clip: dict, path: Path) -> P
         axis.set_ylabel("mm")
         axis.grid(alpha=0.3)
     axes[1].legend(fontsize=7, ncol=3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
