@@ -40,69 +40,19 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dataset_scripts.collator import load_frame
-from dataset_scripts.hand_world.instructions import NOUNS
-from trainers.evaluate_motion import _image_size
-from trainers.motion_baselines import labelled_rows
+from trainers.grounding_data import (
+    GROUNDING_WORLD_SEED,
+    GroundingQuery,
+    baseline_errors,
+    held_out_scenes,
+    phrase,
+    render_scenes,
+    summary_mm,
+)
 from trainers.quickstart import EVAL_CLIPS
+from trainers.train_grounding_vlm import FrameBatcher
 
 SPLITS = ("test_lab", "test_wild")
-
-#: One query: (first frame as stored, colour, kind, camera-frame position in metres).
-Query = tuple[Any, str, str, np.ndarray]
-
-
-def scene_queries(frame: Any, objects: Sequence[dict[str, Any]]) -> list[Query]:
-    """Every object of a frame as a query, from scene-JSON object entries (colour, type, position_camera)."""
-    return [(frame, obj["colour"], obj["type"], np.asarray(obj["position_camera"], np.float32)) for obj in objects]
-
-
-def phrase(colour: str, kind: str, rng: np.random.Generator | None = None) -> str:
-    """'the pink cup': the way instructions name an object (a random synonym when `rng` is given, else the first)."""
-    nouns = NOUNS[kind]
-    return f"the {colour} {nouns[0] if rng is None else rng.choice(nouns)}"
-
-
-def render_scenes(count: int, seed: int, image_size: tuple[int, int] = (224, 224)) -> list[list[Query]]:
-    """First frames of `count` fresh procedural scenes (half lab, half wild), each with its objects as queries."""
-    from dataset_scripts.hand_world.clip import WorldOptions, load_scene, plan_clip_spec, render_frame
-    from dataset_scripts.hand_world.renderer import SceneRenderer
-
-    scenes = []
-    domains = {"lab": count - count // 2, "wild": count // 2}
-    with SceneRenderer(*image_size) as renderer:
-        for domain, number in domains.items():
-            options = WorldOptions(domain=domain, split="train", seed=seed, image_size=image_size)
-            for index in tqdm(range(number), desc=f"rendering {domain} scenes", unit="scene"):
-                spec = plan_clip_spec(options, index)
-                load_scene(renderer, spec)
-                frame = render_frame(renderer, spec, 0)
-                scenes.append(scene_queries(frame, spec.scene["objects"]))
-    return [scene for scene in scenes if scene]
-
-
-def held_out_scenes(dataset: str | Path, split: str, clips: int) -> list[list[Query]]:
-    """The first frames of the clips the quickstart scores, with their scenes' objects."""
-    scenes = []
-    for row in labelled_rows(dataset, split, clips):
-        if not row.get("scene"):
-            raise ValueError(f"{dataset} {split} row {row['id']} has no scene JSON; the probe needs procedural clips.")
-        scenes.append(scene_queries(row["first_frame"], json.loads(row["scene"])["objects"]))
-    return [scene for scene in scenes if scene]
-
-
-def baseline_errors(scenes: Sequence[Sequence[Query]], global_mean: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-query 3D errors (metres) of the two position-only guesses."""
-    errors: dict[str, list[float]] = {"global mean": [], "scene mean": []}
-    for scene in scenes:
-        positions = np.stack([query[3] for query in scene])
-        errors["global mean"] += list(np.linalg.norm(positions - global_mean, axis=1))
-        errors["scene mean"] += list(np.linalg.norm(positions - positions.mean(0), axis=1))
-    return {name: np.asarray(values) for name, values in errors.items()}
-
-
-def summary_mm(errors: np.ndarray) -> dict[str, float]:
-    return {"mm": float(1000 * errors.mean()), "se_mm": float(1000 * errors.std(ddof=1) / math.sqrt(len(errors)))}
 
 
 class GroundingProbe(torch.nn.Module):
@@ -135,43 +85,22 @@ def load_vlm(folder: str | Path, init: str) -> tuple[torch.nn.Module, Any, Any]:
     return JalaForMotionPretraining(config).model.vlm, processor, config
 
 
-class QueryEncoder:
-    """Frames decoded once and cached as pixel values; texts tokenised per batch by the JALA processor."""
-
-    def __init__(self, processor: Any) -> None:
-        self.processor = processor
-        self.image_size = _image_size(processor)  # the size the pretraining collator decodes first frames to
-        self._pixels: dict[int, torch.Tensor] = {}
-
-    def pixels(self, frame: Any) -> torch.Tensor:
-        key = id(frame)
-        if key not in self._pixels:
-            image = load_frame(frame, self.image_size)[0]
-            self._pixels[key] = self.processor.image_processor(images=[image], return_tensors="pt")["pixel_values"][0]
-        return self._pixels[key]
-
-    def batch(self, queries: Sequence[Query], texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        prompt = self.processor.encode_prompts(list(texts))
-        pixel_values = torch.stack([self.pixels(query[0]) for query in queries])
-        return {
-            "input_ids": prompt["input_ids"],
-            "attention_mask": prompt["attention_mask"],
-            "pixel_values": pixel_values,
-        }
-
-
 @torch.no_grad()
 def model_errors(
-    probe: GroundingProbe, encoder: QueryEncoder, scenes: Sequence[Sequence[Query]], mean: np.ndarray, std: np.ndarray
+    probe: GroundingProbe,
+    encoder: FrameBatcher,
+    scenes: Sequence[Sequence[GroundingQuery]],
+    mean: np.ndarray,
+    std: np.ndarray,
 ) -> np.ndarray:
     probe.eval()
     queries = [query for scene in scenes for query in scene]
     errors = []
     for start in range(0, len(queries), 64):
         part = queries[start : start + 64]
-        inputs = encoder.batch(part, [phrase(q[1], q[2]) for q in part])
+        inputs = encoder(part, [phrase(q.colour, q.kind) for q in part])
         predicted = probe(**inputs).double().numpy() * std + mean
-        errors += list(np.linalg.norm(predicted - np.stack([q[3] for q in part]), axis=1))
+        errors += list(np.linalg.norm(predicted - np.stack([q.position for q in part]), axis=1))
     probe.train()
     return np.asarray(errors)
 
@@ -204,7 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dataset", required=True, help="the UniHand-Mix folder whose held-out clips are the test")
     parser.add_argument("--init", choices=("random", "trained"), default="random")
     parser.add_argument("--scenes", type=int, default=4000, help="training scenes rendered (half lab, half wild)")
-    parser.add_argument("--world_seed", type=int, default=1000, help="procedural-world seed of the training scenes")
+    parser.add_argument(
+        "--world_seed", type=int, default=GROUNDING_WORLD_SEED, help="procedural-world seed of the training scenes"
+    )
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=3e-4)
@@ -219,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     vlm, processor, config = load_vlm(args.model, args.init)
     train = render_scenes(args.scenes, args.world_seed)
     tests = {split: held_out_scenes(args.dataset, split, args.eval_clips) for split in SPLITS}
-    positions = np.stack([query[3] for scene in train for query in scene]).astype(np.float64)
+    positions = np.stack([query.position for scene in train for query in scene]).astype(np.float64)
     mean, std = positions.mean(0), positions.std(0)
     baselines = {
         split: {name: summary_mm(errors) for name, errors in baseline_errors(scenes, mean).items()}
@@ -227,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     probe = GroundingProbe(vlm, config.vlm_config.text_config.hidden_size)
-    encoder = QueryEncoder(processor)
+    encoder = FrameBatcher(processor)
     optimizer = torch.optim.AdamW(probe.parameters(), lr=args.learning_rate, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -246,8 +177,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for step in tqdm(range(1, args.steps + 1), desc="grounding", unit="step"):
         scenes = [train[i] for i in rng.integers(len(train), size=args.batch_size)]
         queries = [scene[rng.integers(len(scene))] for scene in scenes]
-        inputs = encoder.batch(queries, [phrase(q[1], q[2], rng) for q in queries])
-        target = torch.tensor((np.stack([q[3] for q in queries]) - mean) / std, dtype=torch.float32)
+        inputs = encoder(queries, [phrase(q.colour, q.kind, rng) for q in queries])
+        target = torch.tensor((np.stack([q.position for q in queries]) - mean) / std, dtype=torch.float32)
         loss = torch.nn.functional.smooth_l1_loss(probe(**inputs), target)
         optimizer.zero_grad()
         loss.backward()

@@ -1,5 +1,5 @@
-"""The grounding probe (benchmarks/grounding_probe.py): baselines with a known answer, training frames rendered
-exactly as dataset rows, and a run end to end on a tiny JALA folder for both starting points."""
+"""The grounding probe (benchmarks/grounding_probe.py) end to end on a tiny JALA folder for both starting points;
+its data (queries, baselines, rendering) is tested in tests/test_grounding_data.py."""
 
 from __future__ import annotations
 
@@ -16,44 +16,6 @@ if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
 import grounding_probe as probe  # noqa: E402
-
-
-def _objects(*positions) -> list[dict]:
-    return [{"colour": "red", "type": "box", "position_camera": list(p)} for p in positions]
-
-
-def test_baselines_on_scenes_with_a_known_answer() -> None:
-    scenes = [
-        probe.scene_queries("frame a", _objects((0, 0, 0), (2, 0, 0))),
-        probe.scene_queries("frame b", _objects((1, 0, 3))),
-    ]
-    errors = probe.baseline_errors(scenes, global_mean=np.array([1.0, 0.0, 0.0]))
-    # scene mean: the two objects of frame a are 1 m from their midpoint, frame b's lone object is its own mean
-    np.testing.assert_allclose(errors["scene mean"], [1.0, 1.0, 0.0])
-    np.testing.assert_allclose(errors["global mean"], [1.0, 1.0, 3.0])
-    summary = probe.summary_mm(errors["global mean"])
-    assert summary["mm"] == pytest.approx(5000 / 3)
-    assert summary["se_mm"] == pytest.approx(1000 * np.std([1, 1, 3], ddof=1) / np.sqrt(3))
-
-
-def test_phrases_name_objects_as_instructions_do() -> None:
-    assert probe.phrase("pink", "mug") == "the pink mug"
-    rng = np.random.default_rng(0)
-    said = {probe.phrase("pink", "mug", rng) for _ in range(50)}
-    assert said == {"the pink mug", "the pink cup"}
-
-
-def test_training_frames_are_rendered_as_dataset_rows() -> None:
-    from dataset_scripts.sources.synthetic import SyntheticSource
-
-    scenes = probe.render_scenes(2, seed=5, image_size=(64, 64))
-    lab_row = next(SyntheticSource(domain="lab", split="train", num_clips=1, seed=5, image_size=64).iter_rows())
-    wild_row = next(SyntheticSource(domain="wild", split="train", num_clips=1, seed=5, image_size=64).iter_rows())
-    for scene, row in zip(scenes, (lab_row, wild_row), strict=True):
-        assert scene[0][0] == row["first_frame"]  # same pixels, noise and JPEG bytes
-        objects = json.loads(row["scene"])["objects"]
-        assert [(q[1], q[2]) for q in scene] == [(o["colour"], o["type"]) for o in objects]
-        np.testing.assert_allclose(np.stack([q[3] for q in scene]), [o["position_camera"] for o in objects])
 
 
 @pytest.fixture(scope="module")

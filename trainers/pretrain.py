@@ -25,6 +25,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,14 @@ class ModelArguments:
         default=None, metadata={"help": "A saved JalaProcessor; default: the model folder's, or built."}
     )
     motion_tokenizer: str | None = field(default=None, metadata={"help": "Trained motion tokenizer folder."})
-    structure: str = field(default="tiny", metadata={"help": "Random-init structure: tiny or paper."})
+    structure: str | None = field(
+        default=None,
+        metadata={
+            "help": "JALA settings: tiny or paper. From scratch it also sizes the VLM (default tiny); with "
+            "--backbone_name_or_path the VLM is the backbone's and the default is paper (a released VLM), while "
+            "tiny puts the tiny settings and CPU preset around a small backbone (trainers/train_grounding_vlm.py)."
+        },
+    )
     variant: str = field(default="jala", metadata={"help": "jala, wo_align, wo_latent, wo_dec, jala_act, lapa."})
     align_weight: float | None = field(default=None, metadata={"help": "λ (default 0.5; 0 for wo_align)."})
     align_layer: int | None = field(default=None)
@@ -167,6 +175,29 @@ def load_ssl_encoder(path: str) -> tuple[PreTrainedModel, dict]:
     return strict_from_pretrained(AutoModel, path), ssl_image_settings(path)
 
 
+def load_small_backbone(path: str) -> tuple[PreTrainedModel, Any, Any]:
+    """A VLM folder with its own tokenizer and image processor (e.g. trainers/train_grounding_vlm.py's), loaded
+    strictly, for a `--structure tiny` model around it."""
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    return (
+        strict_from_pretrained(AutoModel, path),
+        AutoTokenizer.from_pretrained(path),
+        AutoImageProcessor.from_pretrained(path),
+    )
+
+
+def check_backbone_tokens(vlm_config: Any, tokenizer: Any, path: str) -> None:
+    """The prompt's tokens must mean what the backbone learned: its image token and a vocabulary it embeds."""
+    image_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    if image_token_id != vlm_config.image_token_id or len(tokenizer) > vlm_config.text_config.vocab_size:
+        raise ValueError(
+            f"{path}: the tokenizer's <IMG_CONTEXT> id {image_token_id} and {len(tokenizer)} tokens do not fit the "
+            f"VLM (image_token_id {vlm_config.image_token_id}, vocab_size {vlm_config.text_config.vocab_size}); "
+            "use the tokenizer saved with the backbone (leave --processor_name_or_path out)."
+        )
+
+
 def check_ssl_processor(processor: JalaProcessor, settings: dict, encoder_path: str) -> None:
     """A given processor must preprocess frames as the SSL encoder was trained (size, mean, std)."""
     ssl = processor.ssl_image_processor
@@ -177,6 +208,13 @@ def check_ssl_processor(processor: JalaProcessor, settings: dict, encoder_path: 
             f"--processor_name_or_path preprocesses SSL frames as {given}, but the encoder in {encoder_path} expects "
             f"{settings}; leave --processor_name_or_path out to build a matching processor, or save one that matches."
         )
+
+
+def resolved_structure(model_args: Any) -> str:
+    """`--structure`, or its default: paper around a released backbone, tiny from scratch."""
+    if model_args.structure is not None:
+        return model_args.structure
+    return "paper" if model_args.backbone_name_or_path else "tiny"
 
 
 def build_model_and_processor(model_args: ModelArguments, data_args: DataArguments):
@@ -193,7 +231,8 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
         raise ValueError(
             "--motion_tokenizer is required for a new model (train one with trainers/train_tokenizer.py)."
         )
-    if model_args.backbone_name_or_path:
+    structure = resolved_structure(model_args)
+    if model_args.backbone_name_or_path and structure == "paper":
         if not model_args.ssl_encoder_name_or_path or not model_args.processor_name_or_path:
             raise ValueError(
                 "starting from a backbone needs --ssl_encoder_name_or_path and --processor_name_or_path (a saved "
@@ -206,9 +245,14 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
             **_variant_overrides(model_args),
         )
         return model, JalaProcessor.from_pretrained(model_args.processor_name_or_path)
-    # A from-scratch `--structure` model, optionally around a pretrained frozen SSL encoder (its config, weights
-    # and preprocessing replace the structure's random encoder).
+    # A `--structure` model, optionally around a pretrained frozen SSL encoder (its config, weights and
+    # preprocessing replace the structure's random encoder) and a small pretrained VLM (its config, weights, tokenizer
+    # and image processor replace the structure's random VLM).
     overrides = _variant_overrides(model_args)
+    backbone, backbone_image_processor = None, None
+    if model_args.backbone_name_or_path:
+        backbone, text_tokenizer, backbone_image_processor = load_small_backbone(model_args.backbone_name_or_path)
+        overrides.update(vlm_config=backbone.config, backbone_name_or_path=model_args.backbone_name_or_path)
     ssl_encoder, ssl_settings = None, None
     if model_args.ssl_encoder_name_or_path:
         ssl_encoder, ssl_settings = load_ssl_encoder(model_args.ssl_encoder_name_or_path)
@@ -222,10 +266,11 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
         if ssl_settings is not None:
             check_ssl_processor(processor, ssl_settings, model_args.ssl_encoder_name_or_path)
     else:
-        text_tokenizer = build_word_tokenizer(instructions_of(data_args.dataset))
+        if backbone is None:
+            text_tokenizer = build_word_tokenizer(instructions_of(data_args.dataset))
         processor = None
     config = jala_structure(
-        model_args.structure,
+        structure,
         vocab_size=len(text_tokenizer),
         image_token_id=text_tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
         tokenizer_config=tokenizer_model.config,
@@ -240,8 +285,13 @@ def build_model_and_processor(model_args: ModelArguments, data_args: DataArgumen
             image_seq_length=image_seq_length(config),
             **{f"ssl_{key}": ssl_settings[key] for key in ("image_mean", "image_std") if key in ssl_settings},
         )
+        if backbone_image_processor is not None:
+            processor.image_processor = backbone_image_processor
     model = JalaForMotionPretraining(config)
     model.set_motion_tokenizer(tokenizer_model)
+    if backbone is not None:
+        check_backbone_tokens(backbone.config, processor.tokenizer, model_args.backbone_name_or_path)
+        model.model.vlm.load_state_dict(backbone.state_dict(), strict=True)
     if ssl_encoder is not None:
         model.model.ssl_encoder.load_state_dict(ssl_encoder.state_dict(), strict=True)
         if any(parameter.requires_grad for parameter in model.model.ssl_encoder.parameters()):
@@ -287,8 +337,9 @@ def parse_arguments(
     preset), and flags given explicitly win over them."""
     parser = HfArgumentParser((ModelArguments, DataArguments, JalaTrainingArguments, HubFolderArguments))
     known, _ = parser.parse_known_args(args=argv)
-    from_scratch = not (known.model_name_or_path or known.backbone_name_or_path)
-    parser.set_defaults(**structure_training_defaults(known.structure, from_scratch))
+    # A tiny structure's trunk knows nothing of motion, around a small backbone too; a JALA folder continues.
+    from_scratch = not known.model_name_or_path
+    parser.set_defaults(**structure_training_defaults(resolved_structure(known), from_scratch))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
