@@ -621,7 +621,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
         "--pretrain_flags",
         default="",
         help="more trainers/pretrain.py flags for every run, e.g. '--bf16 --backbone_name_or_path=... "
-        "--processor_name_or_path=...' on a GPU machine with pretrained parts",
+        "--processor_name_or_path=...' with --structure paper on a GPU machine with a released VLM, or "
+        "'--backbone_name_or_path=...' with the tiny structure around trainers/train_grounding_vlm.py's stand-in",
     )
     parser.add_argument("--save_steps", type=int, default=300, help="checkpoint interval (resume granularity)")
     parser.add_argument("--seeds", default="0,1,2")

@@ -25,7 +25,13 @@ phrase): every image token scores whether the named object's centre lies in its 
 object's camera-frame position (smooth L1 on standardised metres). Why dense: a regression loss alone gives each
 step one 3-number error to explain and a from-scratch model stays at the mean position (measured: thousands of steps,
 both for this VLM and for a purpose-built CNN); telling the model *which token* holds the object makes it learn to
-match words to image regions within a few hundred steps. The two heads are training scaffolding and are not saved.
+match words to image regions within a few hundred steps. The heads read the image tokens at half the language
+model's depth, leaving the layers above for JALA's motion positions to read the answer in. The two heads are training
+scaffolding and are not saved.
+
+Measured (README, "A grounding stand-in VLM"): the skill is learned, but tiny JALA pretraining from this VLM does not
+yet move test_lab motion, so the quickstart starts from scratch; the folder is for that comparison and for runs
+longer than the quickstart's.
 """
 
 from __future__ import annotations
