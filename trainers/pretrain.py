@@ -7,7 +7,8 @@
     accelerate launch --config_file trainers/configs/deepspeed_zero2.yaml trainers/pretrain.py ...
 
 Starting points: `--model_name_or_path` continues from a JALA folder; `--backbone_name_or_path` +
-`--ssl_encoder_name_or_path` start from pretrained checkpoints (InternVL3-2B-hf, a DINOv3 ViT) as the paper does;
+`--ssl_encoder_name_or_path` start from pretrained checkpoints (InternVL3-2B-hf, a DINOv3 ViT) as the paper does
+(with `--structure tiny`, the tiny settings go around a small backbone such as trainers/train_grounding_vlm.py's);
 otherwise `--structure tiny|paper` builds a randomly initialised model (with a word-level tokenizer made from the
 dataset's instructions when no processor is given), around the frozen SSL encoder of `--ssl_encoder_name_or_path`
 when given (e.g. one from trainers/train_ssl_encoder.py: its config, weights and preprocessing are used). Defaults
