@@ -20,17 +20,9 @@ import grounding_probe as probe  # noqa: E402
 
 @pytest.fixture(scope="module")
 def procedural_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dataset_scripts.builder import build_unihand
-    from dataset_scripts.sources.synthetic import SyntheticSource
+    from tests.fixtures.unihand_factory import procedural_repo as build
 
-    folder = tmp_path_factory.mktemp("grounding") / "unihand_mix"
-    sources = [
-        SyntheticSource(domain="lab", split="train", num_clips=2, seed=1, image_size=64),
-        SyntheticSource(domain="lab", split="test_lab", num_clips=2, seed=2, image_size=64),
-        SyntheticSource(domain="wild", split="test_wild", num_clips=2, seed=3, image_size=64),
-    ]
-    build_unihand(folder, sources, progress=False, preview=False)
-    return folder
+    return build(tmp_path_factory)
 
 
 @pytest.mark.parametrize("init", ["random", "trained"])

@@ -19,17 +19,9 @@ from trainers.grounding_data import grid_cell, render_scenes
 
 @pytest.fixture(scope="module")
 def procedural_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from dataset_scripts.builder import build_unihand
-    from dataset_scripts.sources.synthetic import SyntheticSource
+    from tests.fixtures.unihand_factory import procedural_repo as build
 
-    folder = tmp_path_factory.mktemp("grounding_vlm") / "unihand_mix"
-    sources = [
-        SyntheticSource(domain="lab", split="train", num_clips=3, seed=1, image_size=64),
-        SyntheticSource(domain="lab", split="test_lab", num_clips=2, seed=2, image_size=64),
-        SyntheticSource(domain="wild", split="test_wild", num_clips=2, seed=3, image_size=64),
-    ]
-    build_unihand(folder, sources, progress=False, preview=False)
-    return folder
+    return build(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
