@@ -42,6 +42,7 @@ if __package__ in (None, ""):
 
 from trainers.grounding_data import (
     GROUNDING_WORLD_SEED,
+    HELD_OUT_SPLITS,
     GroundingQuery,
     baseline_errors,
     held_out_scenes,
@@ -52,7 +53,7 @@ from trainers.grounding_data import (
 from trainers.quickstart import EVAL_CLIPS
 from trainers.train_grounding_vlm import FrameBatcher
 
-SPLITS = ("test_lab", "test_wild")
+SPLITS = HELD_OUT_SPLITS
 
 
 class GroundingProbe(torch.nn.Module):

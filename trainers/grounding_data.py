@@ -25,6 +25,9 @@ from trainers.motion_baselines import labelled_rows
 #: The procedural world's seed for grounding scenes; dataset builds (quickstart, tests) use small seeds.
 GROUNDING_WORLD_SEED = 1000
 
+#: The held-out splits grounding is scored on (their first frames and scene JSON).
+HELD_OUT_SPLITS = ("test_lab", "test_wild")
+
 
 class GroundingQuery(NamedTuple):
     """One object of one frame: the frame as stored, its colour and kind, its camera-frame position (metres) and

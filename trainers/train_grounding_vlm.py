@@ -57,6 +57,7 @@ from modeling_jala.processing_jala import JalaProcessor
 from trainers.evaluate_motion import _image_size
 from trainers.grounding_data import (
     GROUNDING_WORLD_SEED,
+    HELD_OUT_SPLITS,
     GroundingQuery,
     baseline_errors,
     grid_cell,
@@ -71,8 +72,6 @@ from trainers.plotting import plot_training_curves
 from trainers.presets import build_processor, build_word_tokenizer, image_seq_length, jala_structure
 
 logger = logging.getLogger("jala.train_grounding_vlm")
-
-SPLITS = ("test_lab", "test_wild")
 
 
 @dataclass
@@ -253,7 +252,7 @@ def train(args: GroundingVlmArguments) -> dict[str, Any]:
     rng = np.random.default_rng(args.seed)
     vlm, processor = build_vlm_and_processor(args)
     scenes = render_scenes(args.scenes, args.world_seed)
-    tests = {split: held_out_scenes(args.dataset[0], split, args.eval_clips) for split in SPLITS}
+    tests = {split: held_out_scenes(args.dataset[0], split, args.eval_clips) for split in HELD_OUT_SPLITS}
     tests = {split: held_out for split, held_out in tests.items() if held_out}
     positions = np.stack([query.position for scene in scenes for query in scene]).astype(np.float64)
     mean, std = positions.mean(0), positions.std(0)
@@ -312,7 +311,7 @@ def format_grounding_table(report: dict[str, Any]) -> str:
         "| split | this VLM | cell accuracy | mean of the frame's objects | global mean |",
         "|---|---|---|---|---|",
     ]
-    for split in (split for split in SPLITS if split in final):
+    for split in (split for split in HELD_OUT_SPLITS if split in final):
         model, baseline = final[split], report["baselines"][split]
         lines.append(
             f"| {split} | {model['mm']:.1f} ± {model['se_mm']:.1f} | {model['cell_accuracy']:.2f} "
