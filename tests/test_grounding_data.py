@@ -28,6 +28,20 @@ def test_queries_carry_the_projected_image_position() -> None:
     assert (straight_ahead.frame, straight_ahead.colour, straight_ahead.kind) == ("frame", "red", "box")
 
 
+def test_instruction_targets_are_each_acting_hands_object() -> None:
+    scene = _scene((0, 0, 2), (0.5, 0.25, 1), (0, 0, 3))
+    for index, obj in enumerate(scene["objects"]):
+        obj["name"] = f"obj{index}"
+    scene["motion"] = {"targets": {"right": "obj1", "left": "obj2"}}
+    left, right = grounding.instruction_target_queries("frame", "reach for both", scene)
+    assert (left.hand, right.hand) == (0, 1)  # indices into HANDS = ("left", "right")
+    np.testing.assert_allclose(left.position, [0, 0, 3])
+    np.testing.assert_allclose(right.image_xy, [1.0, 1.0])
+    assert left.text == right.text == "reach for both"
+    scene["motion"] = {"targets": {"right": "obj1", "left": "missing"}}
+    assert [query.hand for query in grounding.instruction_target_queries("frame", "x", scene)] == [1]
+
+
 def test_grid_cells_are_row_major_and_clamped() -> None:
     assert grounding.grid_cell(np.array([0.0, 0.0]), 4) == 0
     assert grounding.grid_cell(np.array([0.99, 0.0]), 4) == 3

@@ -90,6 +90,17 @@ def test_the_trainer_fits_a_fixed_batch(procedural_repo: Path) -> None:
         grounding_vlm.GroundingTrainer(vlm, processor, positions.mean(0), positions.std(0), readout_layer=5)
 
 
+def test_each_query_is_answered_in_its_hands_slot() -> None:
+    torch.manual_seed(0)
+    heads = grounding_vlm.GroundingHeads(hidden_size=6, slots=2)
+    states = torch.randn(3, 5, 6)
+    scores, positions = heads(states)
+    assert scores.shape == (3, 2, 5) and positions.shape == (3, 2, 3)
+    # Each slot pools the states with its own scores: slot 1's position is read where slot 1 looks.
+    weights = scores[:, 1].softmax(-1)
+    torch.testing.assert_close(positions[:, 1], heads.position((weights.unsqueeze(-1) * states).sum(1)))
+
+
 def test_the_folder_is_a_standard_vlm_with_its_tokenizer_and_image_processor(trained_folder) -> None:
     from modeling_jala.strict_loading_jala import strict_from_pretrained
 

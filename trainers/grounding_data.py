@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from dataset_scripts.hand_world.geometry import project
 from dataset_scripts.hand_world.instructions import NOUNS
+from modeling_jala.layout_jala import HANDS
 from trainers.motion_baselines import labelled_rows
 
 #: The procedural world's seed for grounding scenes; dataset builds (quickstart, tests) use small seeds.
@@ -31,13 +32,18 @@ HELD_OUT_SPLITS = ("test_lab", "test_wild")
 
 class GroundingQuery(NamedTuple):
     """One object of one frame: the frame as stored, its colour and kind, its camera-frame position (metres) and
-    its centre in the image as (u / width, v / height), each in [0, 1] when the centre is inside the frame."""
+    its centre in the image as (u / width, v / height), each in [0, 1] when the centre is inside the frame.
+
+    A referring query names the object by a phrase (`text` None: "the pink cup"); an instruction-target query has the
+    clip's instruction as `text` and asks where hand `hand` (an index into `HANDS`) goes first."""
 
     frame: Any
     colour: str
     kind: str
     position: np.ndarray
     image_xy: np.ndarray
+    text: str | None = None
+    hand: int = 0
 
 
 def scene_queries(frame: Any, scene: dict[str, Any]) -> list[GroundingQuery]:
@@ -51,6 +57,18 @@ def scene_queries(frame: Any, scene: dict[str, Any]) -> list[GroundingQuery]:
         image_xy = (pixel / np.array([width, height], np.float64)).astype(np.float32)
         queries.append(GroundingQuery(frame, obj["colour"], obj["type"], position, image_xy))
     return queries
+
+
+def instruction_target_queries(frame: Any, instruction: str, scene: dict[str, Any]) -> list[GroundingQuery]:
+    """One query per hand the clip moves towards an object: the instruction as text, that hand's first target
+    (`scene["motion"]["targets"]`) as the answer."""
+    by_name = {obj["name"]: query for obj, query in zip(scene["objects"], scene_queries(frame, scene), strict=True)}
+    targets = scene.get("motion", {}).get("targets", {})
+    return [
+        by_name[targets[hand]]._replace(text=instruction, hand=index)
+        for index, hand in enumerate(HANDS)
+        if targets.get(hand) in by_name
+    ]
 
 
 def grid_cell(image_xy: np.ndarray, grid: int) -> int:
@@ -68,9 +86,13 @@ def phrase(colour: str, kind: str, rng: np.random.Generator | None = None) -> st
 
 
 def render_scenes(
-    count: int, seed: int = GROUNDING_WORLD_SEED, image_size: tuple[int, int] = (224, 224)
+    count: int,
+    seed: int = GROUNDING_WORLD_SEED,
+    image_size: tuple[int, int] = (224, 224),
+    instruction_targets: bool = False,
 ) -> list[list[GroundingQuery]]:
-    """First frames of `count` fresh procedural scenes (half lab, half wild), each with its objects as queries."""
+    """First frames of `count` fresh procedural scenes (half lab, half wild), each with its objects as queries (or,
+    with `instruction_targets`, its instruction's per-hand targets)."""
     from dataset_scripts.hand_world.clip import WorldOptions, load_scene, plan_clip_spec, render_frame
     from dataset_scripts.hand_world.renderer import SceneRenderer
 
@@ -82,19 +104,30 @@ def render_scenes(
             for index in tqdm(range(number), desc=f"rendering {domain} scenes", unit="scene"):
                 spec = plan_clip_spec(options, index)
                 load_scene(renderer, spec)
-                scenes.append(scene_queries(render_frame(renderer, spec, 0), spec.scene))
+                frame = render_frame(renderer, spec, 0)
+                if instruction_targets:
+                    scenes.append(instruction_target_queries(frame, spec.instruction, spec.scene))
+                else:
+                    scenes.append(scene_queries(frame, spec.scene))
     return [scene for scene in scenes if scene]
 
 
-def held_out_scenes(dataset: str | Path, split: str, clips: int) -> list[list[GroundingQuery]]:
-    """The first frames of a split's first `clips` labelled clips, with their scenes' objects."""
+def held_out_scenes(
+    dataset: str | Path, split: str, clips: int, instruction_targets: bool = False
+) -> list[list[GroundingQuery]]:
+    """The first frames of a split's first `clips` labelled clips, with their scenes' objects (or their
+    instructions' per-hand targets)."""
     scenes = []
     for row in labelled_rows(dataset, split, clips):
         if not row.get("scene"):
             raise ValueError(
                 f"{dataset} {split} row {row['id']} has no scene JSON; grounding needs procedural hand-world clips."
             )
-        scenes.append(scene_queries(row["first_frame"], json.loads(row["scene"])))
+        scene = json.loads(row["scene"])
+        if instruction_targets:
+            scenes.append(instruction_target_queries(row["first_frame"], row["instruction"], scene))
+        else:
+            scenes.append(scene_queries(row["first_frame"], scene))
     return [scene for scene in scenes if scene]
 
 

@@ -110,11 +110,22 @@ class DecoupledEmaCallback(TrainerCallback):
 class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
     """`Trainer` for `JalaForMotionPretraining`; pass the data collator that yields the model's batch dict."""
 
-    def __init__(self, *args: Any, health_every: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, health_every: int | None = None, grounding: Any | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.add_callback(DecoupledEmaCallback())
         self._terms: dict[str, list[float]] = defaultdict(list)
         self.health_every = health_every
+        self.grounding = grounding  # a `GroundingCoTraining`, whose loss joins every training step
+
+    def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
+        """The Trainer's optimizer, plus the grounding heads (scaffolding outside the model) when co-training."""
+        optimizer = super().create_optimizer(*args, **kwargs)
+        if self.grounding is not None and not getattr(self, "_grounding_heads_added", False):
+            optimizer.add_param_group({"params": self.grounding.parameters(), "weight_decay": self.args.weight_decay})
+            self._grounding_heads_added = True
+        return optimizer
 
     def _rank_aware_loader(self, dataset: Any, batch_size: int) -> DataLoader | None:
         """A plain DataLoader for streams that split themselves per rank (UniHandStream).
@@ -145,6 +156,12 @@ class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
         self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
     ) -> Any:
         outputs = model(**inputs)
+        loss = outputs.loss
+        if model.training and self.grounding is not None:
+            grounding = self.grounding.losses()
+            loss = loss + grounding.pop("loss")
+            for key, value in grounding.items():
+                self._terms[key].append(value.item())
         if model.training:
             self._terms["mcp_loss"].append(float(outputs.mcp_loss))
             self._terms["mcp_accuracy"].append(float(outputs.mcp_accuracy))
@@ -168,7 +185,7 @@ class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
                         self.state.global_step,
                         ", ".join(problems),
                     )
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
+        return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if self._terms and "loss" in logs:

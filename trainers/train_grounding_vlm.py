@@ -112,17 +112,19 @@ class GroundingVlmArguments:
 
 
 class GroundingHeads(nn.Module):
-    """Scaffolding on the VLM's image-token states: a per-token score (is the named object in my cell?) and a
-    position read from the score-weighted states."""
+    """Scaffolding on the VLM's image-token states: a per-token score (is the object in my cell?) and a position
+    read from the score-weighted states, once per answer slot (one for a phrase, one per hand for an instruction's
+    targets)."""
 
-    def __init__(self, hidden_size: int) -> None:
+    def __init__(self, hidden_size: int, slots: int = 1) -> None:
         super().__init__()
-        self.score = nn.Linear(hidden_size, 1)
+        self.score = nn.Linear(hidden_size, slots)
         self.position = nn.Linear(hidden_size, 3)
 
     def forward(self, image_states: Tensor) -> tuple[Tensor, Tensor]:
-        scores = self.score(image_states).squeeze(-1)
-        pooled = (scores.softmax(-1).unsqueeze(-1) * image_states).sum(1)
+        """(B, N, H) states -> scores (B, slots, N) and positions (B, slots, 3)."""
+        scores = self.score(image_states).transpose(1, 2)
+        pooled = scores.softmax(-1) @ image_states
         return scores, self.position(pooled)
 
 
@@ -170,6 +172,7 @@ class GroundingTrainer:
         position_mean: Any,
         position_std: Any,
         readout_layer: int | None = None,
+        slots: int = 1,
     ):
         self.vlm = vlm
         text_config = vlm.config.text_config
@@ -178,7 +181,7 @@ class GroundingTrainer:
             raise ValueError(
                 f"--readout_layer must be in 1..{text_config.num_hidden_layers}, got {self.readout_layer}."
             )
-        self.heads = GroundingHeads(text_config.hidden_size)
+        self.heads = GroundingHeads(text_config.hidden_size, slots)
         self.batcher = FrameBatcher(processor)
         self.image_token_id = vlm.config.image_token_id
         self.grid = math.isqrt(processor.image_seq_length)
@@ -191,14 +194,21 @@ class GroundingTrainer:
         return [*self.vlm.parameters(), *self.heads.parameters()]
 
     def forward(self, queries: list[GroundingQuery], texts: list[str]) -> tuple[Tensor, Tensor]:
-        inputs = self.batcher(queries, texts)
+        """Each query's image-token scores (B, N) and position (B, 3), in its own answer slot."""
+        device = next(self.vlm.parameters()).device
+        inputs = {name: tensor.to(device) for name, tensor in self.batcher(queries, texts).items()}
         states = self.vlm(**inputs, output_hidden_states=True).hidden_states[self.readout_layer]
-        return self.heads(image_token_states(states, inputs["input_ids"], self.image_token_id))
+        scores, positions = self.heads(image_token_states(states, inputs["input_ids"], self.image_token_id))
+        rows = torch.arange(len(queries), device=device)
+        slots = torch.tensor([query.hand if scores.shape[1] > 1 else 0 for query in queries], device=device)
+        return scores[rows, slots], positions[rows, slots]
 
     def loss(self, queries: list[GroundingQuery], texts: list[str], position_weight: float) -> dict[str, Tensor]:
         scores, positions = self.forward(queries, texts)
-        cells = torch.tensor([grid_cell(query.image_xy, self.grid) for query in queries])
-        target = torch.tensor((np.stack([q.position for q in queries]) - self.mean) / self.std, dtype=torch.float32)
+        cells = torch.tensor([grid_cell(query.image_xy, self.grid) for query in queries], device=scores.device)
+        target = torch.tensor(
+            (np.stack([q.position for q in queries]) - self.mean) / self.std, dtype=torch.float32, device=scores.device
+        )
         cell_loss = F.cross_entropy(scores, cells)
         position_loss = F.smooth_l1_loss(positions, target)
         return {
@@ -215,12 +225,38 @@ class GroundingTrainer:
         errors, hits = [], []
         for start in range(0, len(queries), batch_size):
             part = queries[start : start + batch_size]
-            scores, positions = self.forward(part, [phrase(q.colour, q.kind) for q in part])
-            predicted = positions.double().numpy() * self.std + self.mean
+            scores, positions = self.forward(part, [query_text(q) for q in part])
+            predicted = positions.double().cpu().numpy() * self.std + self.mean
             errors += list(np.linalg.norm(predicted - np.stack([q.position for q in part]), axis=1))
             hits += [int(s) == grid_cell(q.image_xy, self.grid) for s, q in zip(scores.argmax(-1), part, strict=True)]
         self.vlm.train()
         return {**summary_mm(np.asarray(errors)), "cell_accuracy": float(np.mean(hits))}
+
+
+def query_text(query: GroundingQuery, rng: np.random.Generator | None = None) -> str:
+    """The prompt of a query: its instruction, or a phrase naming its object (a random synonym with `rng`)."""
+    return query.text if query.text is not None else phrase(query.colour, query.kind, rng)
+
+
+class QuerySampler:
+    """Batches of referring queries: one random object of each of `batch_size` random scenes, named by a random
+    synonym."""
+
+    def __init__(self, scenes: list[list[GroundingQuery]], batch_size: int, seed: int) -> None:
+        self.scenes = scenes
+        self.batch_size = batch_size
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self) -> tuple[list[GroundingQuery], list[str]]:
+        drawn = [self.scenes[i] for i in self.rng.integers(len(self.scenes), size=self.batch_size)]
+        queries = [scene[self.rng.integers(len(scene))] for scene in drawn]
+        return queries, [query_text(query, self.rng) for query in queries]
+
+
+def position_statistics(scenes: list[list[GroundingQuery]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std of the training objects' positions (the regression target's standardisation)."""
+    positions = np.stack([query.position for scene in scenes for query in scene]).astype(np.float64)
+    return positions.mean(0), positions.std(0)
 
 
 def build_vlm_and_processor(args: GroundingVlmArguments) -> tuple[PreTrainedModel, JalaProcessor]:
@@ -249,13 +285,12 @@ def train(args: GroundingVlmArguments) -> dict[str, Any]:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
     vlm, processor = build_vlm_and_processor(args)
     scenes = render_scenes(args.scenes, args.world_seed)
     tests = {split: held_out_scenes(args.dataset[0], split, args.eval_clips) for split in HELD_OUT_SPLITS}
     tests = {split: held_out for split, held_out in tests.items() if held_out}
-    positions = np.stack([query.position for scene in scenes for query in scene]).astype(np.float64)
-    mean, std = positions.mean(0), positions.std(0)
+    mean, std = position_statistics(scenes)
+    sample = QuerySampler(scenes, args.batch_size, args.seed)
     baselines = {
         split: {name: summary_mm(errors) for name, errors in baseline_errors(held_out, mean).items()}
         for split, held_out in tests.items()
@@ -274,9 +309,7 @@ def train(args: GroundingVlmArguments) -> dict[str, Any]:
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step - 1)
-        drawn = [scenes[i] for i in rng.integers(len(scenes), size=args.batch_size)]
-        queries = [scene[rng.integers(len(scene))] for scene in drawn]
-        losses = trainer.loss(queries, [phrase(q.colour, q.kind, rng) for q in queries], args.position_weight)
+        losses = trainer.loss(*sample(), args.position_weight)
         optimizer.zero_grad()
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(trainer.parameters(), 1.0)
@@ -292,7 +325,7 @@ def train(args: GroundingVlmArguments) -> dict[str, Any]:
         "train_seconds": time.monotonic() - started,
         "scenes": len(scenes),
         "readout_layer": trainer.readout_layer,
-        "queries": int(len(positions)),
+        "queries": sum(len(scene) for scene in scenes),
         "baselines": baselines,
         "evaluations": evaluations,
         "history": history,
