@@ -79,7 +79,7 @@ def test_the_heads_join_the_optimizer(vlm_and_processor, tmp_path: Path) -> None
     vlm, processor = vlm_and_processor
     cotraining = GroundingCoTraining(vlm, processor, weight=1.0, scenes=2, batch_size=2)
     trainer = JalaPretrainTrainer(
-        model=vlm, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]), grounding=cotraining
+        model=vlm, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]), auxiliaries=[cotraining]
     )
     optimizer = trainer.create_optimizer()
     optimised = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
@@ -87,7 +87,7 @@ def test_the_heads_join_the_optimizer(vlm_and_processor, tmp_path: Path) -> None
     assert sum(len(group["params"]) for group in trainer.create_optimizer().param_groups) == len(optimised)
 
 
-def test_pretraining_with_grounding_logs_it_scores_it_and_saves_only_the_model(
+def test_pretraining_with_auxiliaries_logs_them_scores_grounding_and_saves_only_the_model(
     procedural_repo: Path, tmp_path: Path
 ) -> None:
     from trainers import pretrain
@@ -110,14 +110,15 @@ def test_pretraining_with_grounding_logs_it_scores_it_and_saves_only_the_model(
             "--grounding_weight=1",
             "--grounding_scenes=2",
             "--grounding_batch_size=2",
+            "--waypoint_weight=0.5",
         ]
     )
     logged = json.loads((output / "training_log.json").read_text())[0]
-    assert {"grounding_cell_loss", "grounding_position_loss", "mcp_loss"} <= set(logged)
-    # The optimised loss is JALA's hybrid loss plus the grounding terms (weight 1).
+    assert {"grounding_cell_loss", "grounding_position_loss", "waypoint_loss", "mcp_loss"} <= set(logged)
+    # The optimised loss is JALA's hybrid loss plus the grounding terms (weight 1) and the waypoint term (0.5).
     jala_loss = logged["mcp_loss"] + 0.5 * logged["align_loss"]
     grounding = logged["grounding_cell_loss"] + logged["grounding_position_loss"]
-    assert logged["loss"] == pytest.approx(jala_loss + grounding, abs=1e-3)
+    assert logged["loss"] == pytest.approx(jala_loss + grounding + 0.5 * logged["waypoint_loss"], abs=1e-3)
     scores = json.loads((output / "grounding_results.json").read_text())
     assert set(scores) == {"test_lab", "test_wild"} and 0.0 <= scores["test_lab"]["cell_accuracy"] <= 1.0
     saved = load_file(output / "model.safetensors")

@@ -64,6 +64,14 @@ def test_baselines_on_scenes_with_a_known_answer() -> None:
     assert summary["se_mm"] == pytest.approx(1000 * np.std([1, 1, 3], ddof=1) / np.sqrt(3))
 
 
+def test_a_targets_scene_mean_is_the_mean_of_all_the_frames_objects() -> None:
+    objects = [grounding.scene_queries("frame", _scene((0, 0, 1), (2, 0, 1), (1, 0, 4)))]
+    targets = [[objects[0][1]], []]  # the second clip's instruction moves no hand towards an object
+    errors = grounding.baseline_errors(targets, np.zeros(3), frame_objects=[*objects, []])
+    np.testing.assert_allclose(errors["scene mean"], [np.linalg.norm([2 - 1, 0, 1 - 2])])
+    np.testing.assert_allclose(errors["global mean"], [np.sqrt(5)])
+
+
 def test_phrases_name_objects_as_instructions_do() -> None:
     assert grounding.phrase("pink", "mug") == "the pink mug"
     rng = np.random.default_rng(0)

@@ -16,7 +16,14 @@ from typing import Any
 from torch import Tensor, nn
 
 from modeling_jala.layout_jala import HANDS
-from trainers.grounding_data import GROUNDING_WORLD_SEED, HELD_OUT_SPLITS, held_out_scenes, render_scenes
+from trainers.grounding_data import (
+    GROUNDING_WORLD_SEED,
+    HELD_OUT_SPLITS,
+    baseline_errors,
+    held_out_targets_and_objects,
+    render_scenes,
+    summary_mm,
+)
 from trainers.train_grounding_vlm import GroundingTrainer, QuerySampler, position_statistics
 
 #: What the co-training asks: `instruction`, where each hand the clip's instruction moves goes first (the
@@ -60,8 +67,9 @@ class GroundingCoTraining:
         """The scaffolding heads' parameters (the VLM's are the model's own)."""
         return list(self.trainer.heads.parameters())
 
-    def losses(self) -> dict[str, Tensor]:
-        """`loss` (already weighted) and its unweighted `grounding_cell_loss` / `grounding_position_loss`."""
+    def losses(self, outputs: Any = None, inputs: Any = None) -> dict[str, Tensor]:
+        """One fresh batch of grounding queries (the pretraining `outputs` / `inputs` are not read): `loss`
+        (weighted) and its unweighted `grounding_cell_loss` / `grounding_position_loss`."""
         terms = self.trainer.loss(*self.sample(), self.position_weight)
         return {
             "loss": self.weight * terms["loss"],
@@ -69,11 +77,18 @@ class GroundingCoTraining:
             "grounding_position_loss": terms["position_loss"],
         }
 
-    def evaluate(self, dataset: str, clips: int = 40) -> dict[str, dict[str, float]]:
-        """Held-out first frames of `dataset`: the named object's 3D error (mm ± SE) and right-token share."""
+    def evaluate(self, dataset: str, clips: int = 40) -> dict[str, dict[str, Any]]:
+        """Held-out first frames of `dataset`: the answer's 3D error (mm ± SE) and right-token share, beside the
+        two baselines that read no words (the training answers' mean, the mean of the frame's objects)."""
         scores = {}
         for split in HELD_OUT_SPLITS:
-            scenes = held_out_scenes(dataset, split, clips, instruction_targets=self.instruction_targets)
-            if scenes:
-                scores[split] = self.trainer.evaluate(scenes)
+            targets, objects = held_out_targets_and_objects(dataset, split, clips)
+            queries = targets if self.instruction_targets else objects
+            if not any(queries):
+                continue
+            baselines = baseline_errors(queries, self.trainer.mean, frame_objects=objects)
+            scores[split] = {
+                **self.trainer.evaluate(queries),
+                **{f"{name} baseline": summary_mm(errors) for name, errors in baselines.items()},
+            }
         return scores

@@ -117,28 +117,45 @@ def held_out_scenes(
 ) -> list[list[GroundingQuery]]:
     """The first frames of a split's first `clips` labelled clips, with their scenes' objects (or their
     instructions' per-hand targets)."""
-    scenes = []
+    targets, objects = held_out_targets_and_objects(dataset, split, clips)
+    return [scene for scene in targets if scene] if instruction_targets else objects
+
+
+def held_out_targets_and_objects(
+    dataset: str | Path, split: str, clips: int
+) -> tuple[list[list[GroundingQuery]], list[list[GroundingQuery]]]:
+    """Per held-out clip (those with objects): its instruction's per-hand target queries and all its objects."""
+    targets, objects = [], []
     for row in labelled_rows(dataset, split, clips):
         if not row.get("scene"):
             raise ValueError(
                 f"{dataset} {split} row {row['id']} has no scene JSON; grounding needs procedural hand-world clips."
             )
         scene = json.loads(row["scene"])
-        if instruction_targets:
-            scenes.append(instruction_target_queries(row["first_frame"], row["instruction"], scene))
-        else:
-            scenes.append(scene_queries(row["first_frame"], scene))
-    return [scene for scene in scenes if scene]
+        if scene["objects"]:
+            targets.append(instruction_target_queries(row["first_frame"], row["instruction"], scene))
+            objects.append(scene_queries(row["first_frame"], scene))
+    return targets, objects
 
 
-def baseline_errors(scenes: Sequence[Sequence[GroundingQuery]], global_mean: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-query 3D errors (metres) of two guesses that read no words: the training objects' mean position
-    (`global mean`) and the mean of the frame's own objects (`scene mean`: finds the objects, not the named one)."""
+def baseline_errors(
+    scenes: Sequence[Sequence[GroundingQuery]],
+    global_mean: np.ndarray,
+    frame_objects: Sequence[Sequence[GroundingQuery]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Per-query 3D errors (metres) of two guesses that read no words: the training answers' mean position
+    (`global mean`) and the mean of the frame's objects (`scene mean`: finds the objects, not the named one). The
+    frame's objects are the scene's queries themselves, or `frame_objects[i]` for scene i (when the queries are
+    an instruction's targets, a subset)."""
     errors: dict[str, list[float]] = {"global mean": [], "scene mean": []}
-    for scene in scenes:
+    for index, scene in enumerate(scenes):
+        if not scene:
+            continue
         positions = np.stack([query.position for query in scene])
+        everything = scene if frame_objects is None else frame_objects[index]
+        frame_mean = np.stack([query.position for query in everything]).mean(0)
         errors["global mean"] += list(np.linalg.norm(positions - global_mean, axis=1))
-        errors["scene mean"] += list(np.linalg.norm(positions - positions.mean(0), axis=1))
+        errors["scene mean"] += list(np.linalg.norm(positions - frame_mean, axis=1))
     return {name: np.asarray(values) for name, values in errors.items()}
 
 

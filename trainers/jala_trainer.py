@@ -111,20 +111,23 @@ class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
     """`Trainer` for `JalaForMotionPretraining`; pass the data collator that yields the model's batch dict."""
 
     def __init__(
-        self, *args: Any, health_every: int | None = None, grounding: Any | None = None, **kwargs: Any
+        self, *args: Any, health_every: int | None = None, auxiliaries: list | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **kwargs)
         self.add_callback(DecoupledEmaCallback())
         self._terms: dict[str, list[float]] = defaultdict(list)
         self.health_every = health_every
-        self.grounding = grounding  # a `GroundingCoTraining`, whose loss joins every training step
+        # Extra training losses with scaffolding heads outside the model (`GroundingCoTraining`,
+        # `WaypointAuxiliary`): `.losses(outputs, inputs)` -> {"loss": weighted, **logged terms}, `.parameters()`.
+        self.auxiliaries = list(auxiliaries or [])
 
     def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
-        """The Trainer's optimizer, plus the grounding heads (scaffolding outside the model) when co-training."""
+        """The Trainer's optimizer, plus the auxiliary losses' heads (scaffolding outside the model)."""
         optimizer = super().create_optimizer(*args, **kwargs)
-        if self.grounding is not None and not getattr(self, "_grounding_heads_added", False):
-            optimizer.add_param_group({"params": self.grounding.parameters(), "weight_decay": self.args.weight_decay})
-            self._grounding_heads_added = True
+        if self.auxiliaries and not getattr(self, "_auxiliary_heads_added", False):
+            for auxiliary in self.auxiliaries:
+                optimizer.add_param_group({"params": auxiliary.parameters(), "weight_decay": self.args.weight_decay})
+            self._auxiliary_heads_added = True
         return optimizer
 
     def _rank_aware_loader(self, dataset: Any, batch_size: int) -> DataLoader | None:
@@ -157,10 +160,10 @@ class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
     ) -> Any:
         outputs = model(**inputs)
         loss = outputs.loss
-        if model.training and self.grounding is not None:
-            grounding = self.grounding.losses()
-            loss = loss + grounding.pop("loss")
-            for key, value in grounding.items():
+        for auxiliary in self.auxiliaries if model.training else ():
+            terms = auxiliary.losses(outputs, inputs)
+            loss = loss + terms.pop("loss")
+            for key, value in terms.items():
                 self._terms[key].append(value.item())
         if model.training:
             self._terms["mcp_loss"].append(float(outputs.mcp_loss))

@@ -161,6 +161,13 @@ class DataArguments:
     grounding_readout_layer: int | None = field(
         default=None, metadata={"help": "LM layer the grounding heads read (default: half the depth)."}
     )
+    waypoint_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Weight of the wrist-waypoint regression on labelled clips (trainers/waypoint_auxiliary.py): h "
+            "at each chunk regresses the wrist position at the chunk's end. 0: off (the paper's recipe)."
+        },
+    )
     eval_split: str | None = field(default="test_lab")
     max_eval_samples: int = field(default=64)
 
@@ -394,6 +401,12 @@ def main(argv: list[str] | None = None) -> Path:
     train, evaluation = build_datasets(
         data_args, training_args, training_args.seed, labelled_only=model.config.trains_on_labelled_only
     )
+    auxiliaries = []
+    if data_args.waypoint_weight > 0:
+        from trainers.waypoint_auxiliary import WaypointAuxiliary
+
+        hidden_size = model.config.vlm_config.text_config.hidden_size
+        auxiliaries.append(WaypointAuxiliary(hidden_size, data_args.waypoint_weight, device=model.device))
     grounding = None
     if data_args.grounding_weight > 0:
         from trainers.grounding_cotraining import GroundingCoTraining
@@ -408,8 +421,9 @@ def main(argv: list[str] | None = None) -> Path:
             task=data_args.grounding_task,
             seed=training_args.seed,
         )
+        auxiliaries.append(grounding)
     trainer = JalaPretrainTrainer(
-        grounding=grounding,
+        auxiliaries=auxiliaries,
         model=model,
         args=training_args,
         train_dataset=train,
