@@ -30,3 +30,19 @@ def test_facts_name_the_target_and_the_object_nearest_the_hand() -> None:
     np.testing.assert_allclose(facts["nearest"], np.outer([0.12, 0.0, 0.55], reach).ravel())
     np.testing.assert_allclose(facts["start"], np.outer([0.1, 0.0, 0.5], reach).ravel())
     assert set(ceilings.FACT_SETS["+ start + nearest object"]) == {"family", "hand", "start", "nearest"}
+
+
+def test_a_noisy_target_is_off_by_the_requested_mean_error() -> None:
+    scene = {
+        "hand_starts": {},
+        "motion": {"family": "reach", "targets": {"right": "cup"}},
+        "objects": [{"name": "cup", "position_camera": [0.0, 0.0, 1.0]}],
+    }
+    rng = np.random.default_rng(0)
+    row = {"scene": json.dumps(scene)}
+    errors = [
+        np.linalg.norm(ceilings.scene_facts(row, 1, ["reach"], 0.1, rng)["target"] - [0.0, 0.0, 1.0])
+        for _ in range(4000)
+    ]
+    assert abs(np.mean(errors) - 0.1) < 0.003
+    np.testing.assert_allclose(ceilings.scene_facts(row, 1, ["reach"])["target"], [0.0, 0.0, 1.0])
