@@ -144,9 +144,9 @@ class DataArguments:
     grounding_weight: float = field(
         default=0.0,
         metadata={
-            "help": "Weight of referring-localisation co-training (trainers/grounding_cotraining.py): every step "
-            "also trains the VLM to find 'the pink cup' in freshly rendered procedural scenes. 0: off (the paper's "
-            "recipe)."
+            "help": "Weight of grounding co-training (trainers/grounding_cotraining.py): every step also trains "
+            "the VLM to locate objects in freshly rendered procedural scenes (what it asks: --grounding_task). 0: off "
+            "(the paper's recipe)."
         },
     )
     grounding_task: str = field(
