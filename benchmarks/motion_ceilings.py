@@ -35,6 +35,7 @@ if __package__ in (None, ""):
 
 from modeling_jala.layout_jala import HANDS
 from trainers.evaluate_motion import labelled_rows
+from trainers.grounding_data import hand_scene_positions
 from trainers.motion_baselines import MeanMotionBaseline, clip_joints, hold_to_length, present_hands
 from trainers.quickstart import EVAL_CLIPS
 
@@ -55,22 +56,17 @@ def scene_facts(
     row: dict, hand: int, families: list[str], target_error_m: float = 0.0, rng: np.random.Generator | None = None
 ) -> dict[str, np.ndarray]:
     scene = json.loads(row["scene"])
-    name = HANDS[hand]
-    start = np.asarray(scene["hand_starts"].get(name, {}).get("wrist_camera", np.zeros(3)), dtype=float)
-    target_name = scene["motion"]["targets"].get(name)
-    target = np.zeros(3)
-    for item in scene["objects"]:
-        if item["name"] == target_name:
-            target = np.asarray(item["position_camera"], dtype=float)
+    positions = hand_scene_positions(scene, HANDS[hand])
+    start = positions.start
+    target = np.zeros(3) if positions.target is None else positions.target
     if target_error_m > 0:
         target = target + (rng or np.random.default_rng()).normal(0.0, target_error_m / MEAN_NORM_3D, size=3)
-    objects = [np.asarray(item["position_camera"], dtype=float) for item in scene["objects"]]
-    nearest = min(objects, key=lambda position: float(np.linalg.norm(position - start)), default=np.zeros(3))
+    nearest = np.zeros(3) if positions.nearest is None else positions.nearest
     family = np.zeros(len(families))
     family[families.index(scene["motion"]["family"])] = 1.0
     return {
         "family": family,
-        "hand": np.array([hand, target_name is not None], dtype=float),
+        "hand": np.array([hand, positions.target is not None], dtype=float),
         # Positions interact with the family (a reach goes to the target, a wave stays near the start).
         "start": np.outer(start, family).ravel(),
         "target": np.outer(target, family).ravel(),

@@ -34,7 +34,7 @@ from modeling_jala.layout_jala import HANDS
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
 from trainers.evaluate_motion import _image_size
-from trainers.grounding_data import summary_mm
+from trainers.grounding_data import hand_scene_positions, summary_mm
 from trainers.motion_baselines import labelled_rows
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.quickstart import EVAL_CLIPS
@@ -46,19 +46,15 @@ PROBED_CHUNKS = (0, 1)
 def hand_targets(row: dict[str, Any]) -> dict[int, dict[str, np.ndarray]]:
     """Per hand index with a target object: its position, the frame's objects' mean, the object nearest the start."""
     scene = json.loads(row["scene"])
-    objects = {obj["name"]: np.asarray(obj["position_camera"], np.float64) for obj in scene["objects"]}
     answers = {}
     for index, hand in enumerate(HANDS):
-        target = scene["motion"]["targets"].get(hand)
-        if target not in objects:
-            continue
-        start = np.asarray(scene["hand_starts"].get(hand, {}).get("wrist_camera", np.zeros(3)), np.float64)
-        nearest = min(objects.values(), key=lambda position: float(np.linalg.norm(position - start)))
-        answers[index] = {
-            "target": objects[target],
-            "frame objects": np.mean(list(objects.values()), axis=0),
-            "nearest object": nearest,
-        }
+        positions = hand_scene_positions(scene, hand)
+        if positions.target is not None:
+            answers[index] = {
+                "target": positions.target,
+                "frame objects": positions.objects.mean(0),
+                "nearest object": positions.nearest,
+            }
     return answers
 
 
@@ -74,9 +70,8 @@ def probe_features(
     for start in tqdm(range(0, len(rows), batch_size), desc="probe features", unit="batch", leave=False):
         part = rows[start : start + batch_size]
         inputs = collator(part)
-        slots = model(**inputs).predictive_embeddings.shape[3]
         chunks = inputs["chunk_mask"].shape[1]
-        hidden = torch.ones(len(part), chunks, len(HANDS), slots, dtype=torch.bool)
+        hidden = torch.ones(len(part), chunks, len(HANDS), model.config.motion_tokens_per_chunk, dtype=torch.bool)
         outputs = model(**inputs, placeholder_slots=hidden)
         h = outputs.predictive_embeddings.float().mean(3)  # (B, N, 2, H)
         for b, row in enumerate(part):

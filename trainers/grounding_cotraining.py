@@ -55,7 +55,6 @@ class GroundingCoTraining:
         self.position_weight = position_weight
         self.instruction_targets = task == "instruction"
         rendered = render_scenes(scenes, world_seed, instruction_targets=self.instruction_targets)
-        rendered = [scene for scene in rendered if scene]
         self.sample = QuerySampler(rendered, batch_size, seed)
         mean, std = position_statistics(rendered)
         slots = len(HANDS) if self.instruction_targets else 1

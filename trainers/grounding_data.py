@@ -59,6 +59,26 @@ def scene_queries(frame: Any, scene: dict[str, Any]) -> list[GroundingQuery]:
     return queries
 
 
+class HandScenePositions(NamedTuple):
+    """One hand's view of a scene JSON (camera frame, metres): its wrist start (zeros when not recorded), its first
+    target object's position (None when it has none), every object's position (M, 3), and the object nearest the
+    start (None without objects)."""
+
+    start: np.ndarray
+    target: np.ndarray | None
+    objects: np.ndarray
+    nearest: np.ndarray | None
+
+
+def hand_scene_positions(scene: dict[str, Any], hand: str) -> HandScenePositions:
+    """The positions a reader of the scene JSON has for hand `hand` (one of `HANDS`)."""
+    start = np.asarray(scene["hand_starts"].get(hand, {}).get("wrist_camera", np.zeros(3)), np.float64)
+    named = {obj["name"]: np.asarray(obj["position_camera"], np.float64) for obj in scene["objects"]}
+    objects = np.stack(list(named.values())) if named else np.zeros((0, 3))
+    nearest = objects[np.argmin(np.linalg.norm(objects - start, axis=1))] if len(objects) else None
+    return HandScenePositions(start, named.get(scene["motion"]["targets"].get(hand)), objects, nearest)
+
+
 def instruction_target_queries(frame: Any, instruction: str, scene: dict[str, Any]) -> list[GroundingQuery]:
     """One query per hand the clip moves towards an object: the instruction as text, that hand's first target
     (`scene["motion"]["targets"]`) as the answer."""
