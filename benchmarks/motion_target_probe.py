@@ -1,4 +1,4 @@
-"""Do the motion positions know where the instructed object is? A linear probe of h for each acting hand's target.
+"""What do the motion positions carry? Linear probes of h for each acting hand's target object and for its motion.
 
 On test_lab the motion depends on where the object the instruction names stands (`benchmarks/motion_ceilings.py`).
 This asks how precisely a pretrained JALA's motion positions carry that position: h (the `align_layer` states at a
@@ -10,6 +10,12 @@ the hand's true start (the object a hand reaches most often, read from the scene
 
 Read it beside the ceiling readers' `all facts, target ± X mm` rows: how much a target known that precisely is
 worth for the motion.
+
+The second probe asks whether generation loses what h holds: a ridge from h (chunks 0-3, every chunk hidden, plus
+the hand) to the hand's joints over the clip's first four chunks, fitted the same way on the labelled lab training
+clips, is scored on the held-out clips beside the model's own generation and the mean training motion, on the same
+clips, hands and frames (`trainers/evaluate_motion.score_predictors`). If the linear reader beats generation, the
+decoder loses information; if it ties, h itself is the limit.
 
     python benchmarks/motion_target_probe.py --model outputs/quickstart/jala --dataset outputs/quickstart/unihand_mix
 """
@@ -30,17 +36,26 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dataset_scripts.collator import UniHandCollator
-from modeling_jala.layout_jala import HANDS
+from modeling_jala.layout_jala import CHUNK_FRAMES, HANDS
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
-from trainers.evaluate_motion import _image_size
+from trainers.evaluate_motion import (
+    Predictor,
+    _image_size,
+    _model_predictor,
+    baseline_predictors,
+    fit_baselines,
+    score_predictors,
+)
 from trainers.grounding_data import hand_scene_positions, summary_mm
-from trainers.motion_baselines import labelled_rows
+from trainers.motion_baselines import clip_joints, hold_to_length, labelled_rows, present_hands
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.quickstart import EVAL_CLIPS
 
 RIDGE_STRENGTHS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
-PROBED_CHUNKS = (0, 1)
+PROBED_CHUNKS = (0, 1)  # the target probe's h
+TRAJECTORY_CHUNKS = (0, 1, 2, 3)  # the motion probe's h, and the chunks it predicts (generation's evaluation crop)
+TRAJECTORY_ROWS = ("ridge of h", "JALA generation", "mean motion")
 
 
 def hand_targets(row: dict[str, Any]) -> dict[int, dict[str, np.ndarray]]:
@@ -59,29 +74,89 @@ def hand_targets(row: dict[str, Any]) -> dict[int, dict[str, np.ndarray]]:
 
 
 @torch.no_grad()
+def hand_states(
+    model: JalaForMotionPretraining,
+    processor: JalaProcessor,
+    rows: list[dict],
+    chunks: tuple[int, ...],
+    batch_size: int = 8,
+    show_progress: bool = True,
+) -> list[dict[int, np.ndarray]]:
+    """Per row, per acting hand index: h (the align layer at the hand's motion slots, mean over slots, every chunk
+    hidden as in generation) of `chunks` concatenated; a clip shorter than a chunk repeats its last chunk's h."""
+    collator = JalaPretrainCollator(
+        processor, UniHandCollator(image_size=_image_size(processor), max_chunks=max(chunks) + 1)
+    )
+    states: list[dict[int, np.ndarray]] = []
+    for start in tqdm(
+        range(0, len(rows), batch_size), desc="states of h", unit="batch", leave=False, disable=not show_progress
+    ):
+        part = rows[start : start + batch_size]
+        inputs = collator(part)
+        available = inputs["chunk_mask"].shape[1]
+        hidden = torch.ones(len(part), available, len(HANDS), model.config.motion_tokens_per_chunk, dtype=torch.bool)
+        outputs = model(**inputs, placeholder_slots=hidden)
+        h = outputs.predictive_embeddings.float().mean(3)  # (B, N, 2, H)
+        for b in range(len(part)):
+            states.append(
+                {
+                    hand: torch.cat([h[b, min(chunk, available - 1), hand] for chunk in chunks]).numpy()
+                    for hand in range(len(HANDS))
+                    if bool(outputs.slot_mask[b, 0, hand])
+                }
+            )
+    return states
+
+
 def probe_features(
     model: JalaForMotionPretraining, processor: JalaProcessor, rows: list[dict], batch_size: int = 8
 ) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
     """(M, len(PROBED_CHUNKS) * H) features of every (clip, acting hand with a target), and its answers."""
-    collator = JalaPretrainCollator(
-        processor, UniHandCollator(image_size=_image_size(processor), max_chunks=max(PROBED_CHUNKS) + 1)
-    )
     features, answers = [], []
-    for start in tqdm(range(0, len(rows), batch_size), desc="probe features", unit="batch", leave=False):
-        part = rows[start : start + batch_size]
-        inputs = collator(part)
-        chunks = inputs["chunk_mask"].shape[1]
-        hidden = torch.ones(len(part), chunks, len(HANDS), model.config.motion_tokens_per_chunk, dtype=torch.bool)
-        outputs = model(**inputs, placeholder_slots=hidden)
-        h = outputs.predictive_embeddings.float().mean(3)  # (B, N, 2, H)
-        for b, row in enumerate(part):
-            for hand, answer in hand_targets(row).items():
-                if not bool(outputs.slot_mask[b, 0, hand]):
-                    continue
-                chosen = [h[b, min(chunk, chunks - 1), hand] for chunk in PROBED_CHUNKS]
-                features.append(torch.cat(chosen).numpy())
+    for row, states in zip(rows, hand_states(model, processor, rows, PROBED_CHUNKS, batch_size), strict=True):
+        for hand, answer in hand_targets(row).items():
+            if hand in states:
+                features.append(states[hand])
                 answers.append(answer)
     return np.asarray(features, np.float64), answers
+
+
+def with_hand(states: np.ndarray, hand: int) -> np.ndarray:
+    """h plus a one-hot of the hand, so one ridge serves both hands with a per-hand intercept."""
+    return np.concatenate([states, np.eye(len(HANDS))[hand]])
+
+
+def mean_joint_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per sample: mean over frames and joints of the 3D error, for flattened (frames * 21 * 3) trajectories."""
+    return np.linalg.norm((predicted - truth).reshape(len(truth), -1, 3), axis=-1).mean(-1)
+
+
+def trajectory_probe(
+    model: JalaForMotionPretraining, processor: JalaProcessor, train_rows: list[dict]
+) -> tuple[Predictor, float]:
+    """A ridge from h to each hand's joints over `TRAJECTORY_CHUNKS`, fitted on `train_rows`, as a predictor that
+    `score_predictors` runs beside generation; and its cross-validated strength."""
+    frames = CHUNK_FRAMES * len(TRAJECTORY_CHUNKS)
+    features, trajectories = [], []
+    for row, states in zip(train_rows, hand_states(model, processor, train_rows, TRAJECTORY_CHUNKS), strict=True):
+        joints = clip_joints(row)
+        for hand in np.flatnonzero(present_hands(row)):
+            if hand in states:
+                features.append(with_hand(states[hand], hand))
+                trajectories.append(hold_to_length(joints[:, hand], frames).reshape(-1))
+    x, y = np.asarray(features, np.float64), np.asarray(trajectories, np.float64)
+    strength = cross_validated_strength(x, y, error=mean_joint_error)
+    ridge = fit_ridge(x, y, strength)
+
+    def predict(rows: list[dict], batch: dict[str, Any], length: int) -> torch.Tensor:
+        output = torch.zeros(len(rows), len(HANDS), length, *clip_joints(rows[0]).shape[2:])
+        for b, states in enumerate(hand_states(model, processor, rows, TRAJECTORY_CHUNKS, show_progress=False)):
+            for hand, state in states.items():
+                trajectory = ridge(with_hand(state, hand)[None])[0].reshape(frames, -1, 3)
+                output[b, hand] = torch.from_numpy(hold_to_length(trajectory, length)[:length])
+        return output
+
+    return predict, strength
 
 
 def fit_ridge(x: np.ndarray, y: np.ndarray, strength: float):
@@ -92,8 +167,15 @@ def fit_ridge(x: np.ndarray, y: np.ndarray, strength: float):
     return lambda new: (new - mean) / std @ weights + y.mean(0)
 
 
-def cross_validated_strength(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0) -> float:
-    """The ridge strength with the lowest mean 3D error over `folds` splits of the training set."""
+def point_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Per sample 3D error of (N, 3) positions."""
+    return np.linalg.norm(predicted - truth, axis=1)
+
+
+def cross_validated_strength(
+    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, error: Any = point_error
+) -> float:
+    """The ridge strength with the lowest mean `error` (per sample) over `folds` splits of the training set."""
     order = np.random.default_rng(seed).permutation(len(x))
     parts = np.array_split(order, min(folds, len(x)))
     scores = {}
@@ -102,12 +184,14 @@ def cross_validated_strength(x: np.ndarray, y: np.ndarray, folds: int = 5, seed:
         for part in parts:
             keep = np.setdiff1d(order, part)
             predict = fit_ridge(x[keep], y[keep], strength)
-            errors += list(np.linalg.norm(predict(x[part]) - y[part], axis=1))
+            errors += list(error(predict(x[part]), y[part]))
         scores[strength] = float(np.mean(errors))
     return min(scores, key=scores.get)
 
 
-def probe_model(folder: str, dataset: str, eval_clips: int, train_clips: int) -> dict[str, Any]:
+def probe_model(
+    folder: str, dataset: str, eval_clips: int, train_clips: int, trajectory: bool = True
+) -> dict[str, Any]:
     model = JalaForMotionPretraining.from_pretrained(folder).eval()
     processor = JalaProcessor.from_pretrained(folder)
     train_x, train_answers = probe_features(model, processor, labelled_rows(dataset, "train", train_clips, "lab"))
@@ -122,6 +206,24 @@ def probe_model(folder: str, dataset: str, eval_clips: int, train_clips: int) ->
         guesses = np.stack([answer[name] for answer in test_answers])
         result[f"{name} (reads the scene)"] = summary_mm(np.linalg.norm(guesses - test_y, axis=1))
     result["queries"] = {"train": len(train_y), "test_lab": len(test_y)}
+    if trajectory:
+        train_rows = labelled_rows(dataset, "train", train_clips, "lab")
+        read_h, result["trajectory_ridge_strength"] = trajectory_probe(model, processor, train_rows)
+        predictors: dict[str, Predictor] = {
+            "ridge of h": read_h,
+            "JALA generation": _model_predictor(model, processor, None, None, seed=0),
+            "mean motion": baseline_predictors(fit_baselines(dataset, model, processor))["mean motion"],
+        }
+        result["trajectory"] = {}
+        for split in ("test_lab", "test_wild"):
+            rows = labelled_rows(dataset, split, eval_clips)
+            if not rows:
+                continue
+            scores = score_predictors(rows, predictors, _image_size(processor), len(TRAJECTORY_CHUNKS))
+            result["trajectory"][split] = {
+                name: {key: report[key] for key in ("mpjpe_mm", "mpjpe_se_mm", "mpjpe_per_chunk_mm")}
+                for name, report in scores.items()
+            }
     return result
 
 
@@ -132,13 +234,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--eval_clips", type=int, default=EVAL_CLIPS)
     parser.add_argument("--train_clips", type=int, default=100_000, help="labelled lab training clips fitted on")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    parser.add_argument(
+        "--no_trajectory", action="store_true", help="skip the motion probe (it also generates every held-out clip)"
+    )
     args = parser.parse_args(argv)
-    results = {folder: probe_model(folder, args.dataset, args.eval_clips, args.train_clips) for folder in args.model}
+    results = {
+        folder: probe_model(folder, args.dataset, args.eval_clips, args.train_clips, not args.no_trajectory)
+        for folder in args.model
+    }
     lines = ["| model | probe of h (mm) | targets' mean | frame's objects | nearest object |", "|---|---|---|---|---|"]
     for folder, result in results.items():
         cells = [result[key] for key in ("probe of h", "training targets' mean")]
         cells += [result[f"{name} (reads the scene)"] for name in ("frame objects", "nearest object")]
         lines.append(f"| {folder} | " + " | ".join(f"{c['mm']:.1f} ± {c['se_mm']:.1f}" for c in cells) + " |")
+    if not args.no_trajectory:
+        lines += ["", "| model | split | " + " | ".join(TRAJECTORY_ROWS) + " (MPJPE, mm) |", "|---|---|---|---|---|"]
+        for folder, result in results.items():
+            for split, scores in result["trajectory"].items():
+                cells = [
+                    f"{scores[name]['mpjpe_mm']:.1f} ± {scores[name]['mpjpe_se_mm']:.1f}" for name in TRAJECTORY_ROWS
+                ]
+                lines.append(f"| {folder} | {split} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -85,6 +86,17 @@ def test_the_heads_join_the_optimizer(vlm_and_processor, tmp_path: Path) -> None
     optimised = {id(parameter) for group in optimizer.param_groups for parameter in group["params"]}
     assert {id(parameter) for parameter in cotraining.parameters()} <= optimised
     assert sum(len(group["params"]) for group in trainer.create_optimizer().param_groups) == len(optimised)
+
+
+def test_auxiliaries_are_refused_in_a_distributed_run(vlm_and_processor, tmp_path: Path) -> None:
+    """The heads sit outside DDP's gradient all-reduce, so several processes would train diverging copies."""
+    vlm, processor = vlm_and_processor
+    cotraining = GroundingCoTraining(vlm, processor, weight=1.0, scenes=2, batch_size=2)
+    args = TrainingArguments(output_dir=str(tmp_path), report_to=[])
+    with mock.patch.object(TrainingArguments, "world_size", new_callable=mock.PropertyMock, return_value=2):
+        with pytest.raises(ValueError, match="single process only.*2 processes.*--grounding_weight"):
+            JalaPretrainTrainer(model=vlm, args=args, auxiliaries=[cotraining])
+        JalaPretrainTrainer(model=vlm, args=args)  # without auxiliaries a distributed run is fine
 
 
 def test_pretraining_with_auxiliaries_logs_them_scores_grounding_and_saves_only_the_model(

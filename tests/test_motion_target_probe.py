@@ -33,6 +33,14 @@ def test_each_acting_hands_target_and_the_wordless_guesses() -> None:
     np.testing.assert_allclose(answers[1]["nearest object"], [0.1, 0.0, 0.6])
 
 
+def test_the_motion_probe_scores_mean_joint_error_and_knows_the_hand() -> None:
+    truth = np.zeros((2, 4 * 21 * 3))
+    shifted = truth.copy()
+    shifted[0, 0::3] = 0.03  # sample 0: every joint of every frame 3 cm off along x
+    np.testing.assert_allclose(probe.mean_joint_error(shifted, truth), [0.03, 0.0])
+    np.testing.assert_array_equal(probe.with_hand(np.array([5.0, 6.0]), 1), [5.0, 6.0, 0.0, 1.0])
+
+
 def test_the_ridge_recovers_a_linear_answer_with_the_weakest_strength() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 6))
@@ -77,3 +85,24 @@ def test_the_probe_runs_on_a_pretrained_folder(procedural_repo: Path, tmp_path: 
     for key in ("probe of h", "training targets' mean", "frame objects (reads the scene)"):
         assert np.isfinite(result[key]["mm"]) and result[key]["mm"] > 0
     assert json.loads(output.read_text()) == json.loads(json.dumps(results))
+    # The motion probe: h's linear read-out, generation and the mean motion on the same clips, hands and frames; the
+    # mean-motion row is the evaluation's own baseline.
+    assert result["trajectory_ridge_strength"] in probe.RIDGE_STRENGTHS
+    assert set(result["trajectory"]) == {"test_lab", "test_wild"}
+    for scores in result["trajectory"].values():
+        assert set(scores) == set(probe.TRAJECTORY_ROWS)
+        assert all(np.isfinite(scores[name]["mpjpe_mm"]) and scores[name]["mpjpe_mm"] > 0 for name in scores)
+    from modeling_jala.modeling_jala import JalaForMotionPretraining
+    from modeling_jala.processing_jala import JalaProcessor
+    from trainers.evaluate_motion import _image_size, evaluate_baselines, fit_baselines
+
+    model = JalaForMotionPretraining.from_pretrained(folder)
+    processor = JalaProcessor.from_pretrained(folder)
+    reference = evaluate_baselines(
+        procedural_repo,
+        "test_lab",
+        fit_baselines(procedural_repo, model, processor),
+        _image_size(processor),
+        max_chunks=4,
+    )["baselines"]["mean motion"]["mpjpe_mm"]
+    assert result["trajectory"]["test_lab"]["mean motion"]["mpjpe_mm"] == pytest.approx(reference)

@@ -120,6 +120,14 @@ class JalaPretrainTrainer(LigerKernelMixin, StrictResumeMixin, Trainer):
         # Extra training losses with scaffolding heads outside the model (`GroundingCoTraining`,
         # `WaypointAuxiliary`): `.losses(outputs, inputs)` -> {"loss": weighted, **logged terms}, `.parameters()`.
         self.auxiliaries = list(auxiliaries or [])
+        if self.auxiliaries and self.args.world_size > 1:
+            # Their heads live outside the DDP/FSDP wrapper (no gradient all-reduce: each rank's copy would drift)
+            # and grounding co-training runs the VLM outside it too, so distributed runs would silently diverge.
+            raise ValueError(
+                f"auxiliary losses ({', '.join(type(a).__name__ for a in self.auxiliaries)}) run in a single process "
+                f"only, but this run has {self.args.world_size} processes: drop --grounding_weight / "
+                "--waypoint_weight or launch one process."
+            )
 
     def create_optimizer(self, *args: Any, **kwargs: Any) -> Any:
         """The Trainer's optimizer, plus the auxiliary losses' heads (scaffolding outside the model)."""
