@@ -53,17 +53,26 @@ MEAN_NORM_3D = float(np.sqrt(8 / np.pi))
 
 
 def scene_facts(
-    row: dict, hand: int, families: list[str], target_error_m: float = 0.0, rng: np.random.Generator | None = None
+    row: dict,
+    hand: int,
+    families: list[str],
+    target_error_m: float = 0.0,
+    rng: np.random.Generator | None = None,
+    known: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
+    """The hand's facts from the scene JSON; `known` replaces the true `start` / `target` position by an estimate
+    (e.g. what a probe reads from a model: benchmarks/motion_target_probe.py)."""
     scene = json.loads(row["scene"])
     positions = hand_scene_positions(scene, HANDS[hand])
-    start = positions.start
-    target = np.zeros(3) if positions.target is None else positions.target
+    known = known or {}
+    start = known.get("start", positions.start)
+    target = np.zeros(3) if positions.target is None else known.get("target", positions.target)
     if target_error_m > 0:
         target = target + (rng or np.random.default_rng()).normal(0.0, target_error_m / MEAN_NORM_3D, size=3)
     nearest = np.zeros(3) if positions.nearest is None else positions.nearest
     family = np.zeros(len(families))
-    family[families.index(scene["motion"]["family"])] = 1.0
+    if scene["motion"]["family"] in families:  # a family no training clip shows stays all zeros
+        family[families.index(scene["motion"]["family"])] = 1.0
     return {
         "family": family,
         "hand": np.array([hand, positions.target is not None], dtype=float),
@@ -74,13 +83,22 @@ def scene_facts(
     }
 
 
-def design(rows: list[dict], facts: tuple[str, ...], families: list[str], frames: int, target_error_m: float = 0.0):
+def design(
+    rows: list[dict],
+    facts: tuple[str, ...],
+    families: list[str],
+    frames: int,
+    target_error_m: float = 0.0,
+    known: dict[tuple[int, int], dict[str, np.ndarray]] | None = None,
+):
+    """Features, flattened trajectories and (row index, hand) keys of every acting hand; `known[(index, hand)]`:
+    estimates that replace true positions (`scene_facts`)."""
     features, targets, keys = [], [], []
     rng = np.random.default_rng(0)
     for index, row in enumerate(rows):
         joints = clip_joints(row)
         for hand in np.flatnonzero(present_hands(row)):
-            values = scene_facts(row, hand, families, target_error_m, rng)
+            values = scene_facts(row, hand, families, target_error_m, rng, (known or {}).get((index, int(hand))))
             features.append(np.concatenate([values[name] for name in facts]))
             targets.append(hold_to_length(joints[:, hand], frames).reshape(-1))
             keys.append((index, hand))
@@ -100,6 +118,34 @@ def mpjpe_mm(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(1000 * np.linalg.norm(prediction - truth, axis=-1).mean())
 
 
+def reader_errors(
+    train: list[dict],
+    test: list[dict],
+    facts: tuple[str, ...],
+    families: list[str],
+    frames: int,
+    target_error_m: float = 0.0,
+    known_train: dict | None = None,
+    known_test: dict | None = None,
+) -> tuple[list[float], list[tuple[int, int]]]:
+    """MPJPE (mm) of the ridge reader of `facts` fitted on `train`, per acting hand of `test` (its valid frames
+    among the first `frames`), and the (row index, hand) keys."""
+    train_x, train_y, _ = design(train, facts, families, frames, target_error_m, known_train)
+    predict = ridge(train_x, train_y)
+    test_x, _, keys = design(test, facts, families, frames, target_error_m, known_test)
+    predictions = predict(test_x).reshape(len(keys), frames, 21, 3)
+    errors = []
+    for (index, hand), prediction in zip(keys, predictions, strict=True):
+        truth = clip_joints(test[index])[:frames, hand]
+        errors.append(mpjpe_mm(prediction[: len(truth)], truth))
+    return errors, keys
+
+
+def fact_families(train: list[dict]) -> list[str]:
+    """The motion families of the training scenes, in a fixed order (the readers' one-hot)."""
+    return sorted({json.loads(row["scene"])["motion"]["family"] for row in train})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True)
@@ -115,7 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, help="write the table as JSON here")
     args = parser.parse_args(argv)
     train = labelled_rows(args.dataset, "train", 100_000)
-    families = sorted({json.loads(row["scene"])["motion"]["family"] for row in train})
+    families = fact_families(train)
     mean = MeanMotionBaseline.fit(train)
     results: dict[str, dict[str, float]] = {}
     for split in ("test_lab", "test_wild"):
@@ -126,16 +172,10 @@ def main(argv: list[str] | None = None) -> dict:
             for error in args.target_errors_mm
         ]
         for facts_name, facts, target_error_m in readers:
-            train_x, train_y, _ = design(train, facts, families, args.frames, target_error_m)
-            predict = ridge(train_x, train_y)
-            test_x, _, keys = design(test, facts, families, args.frames, target_error_m)
-            predictions = predict(test_x).reshape(len(keys), args.frames, 21, 3)
-            errors[facts_name] = []
-            for (index, hand), prediction in zip(keys, predictions, strict=True):
-                truth = clip_joints(test[index])[: args.frames, hand]
-                errors[facts_name].append(mpjpe_mm(prediction[: len(truth)], truth))
-                if facts_name == "family + hand":
-                    errors["mean motion"].append(mpjpe_mm(mean.predict(test[index], hand, len(truth)), truth))
+            errors[facts_name], keys = reader_errors(train, test, facts, families, args.frames, target_error_m)
+        for index, hand in keys:
+            truth = clip_joints(test[index])[: args.frames, hand]
+            errors["mean motion"].append(mpjpe_mm(mean.predict(test[index], hand, len(truth)), truth))
         results[split] = {name: float(np.mean(values)) for name, values in errors.items()}
     lines = ["| predictor (reads hidden scene facts) | test_lab MPJPE (mm) | test_wild MPJPE (mm) |", "|---|---|---|"]
     for name in results["test_lab"]:

@@ -35,6 +35,8 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from motion_ceilings import FACT_SETS, fact_families, mpjpe_mm, reader_errors
+
 from dataset_scripts.collator import UniHandCollator
 from modeling_jala.layout_jala import CHUNK_FRAMES, HANDS
 from modeling_jala.modeling_jala import JalaForMotionPretraining
@@ -48,7 +50,7 @@ from trainers.evaluate_motion import (
     score_predictors,
 )
 from trainers.grounding_data import hand_scene_positions, summary_mm
-from trainers.motion_baselines import clip_joints, hold_to_length, labelled_rows, present_hands
+from trainers.motion_baselines import MeanMotionBaseline, clip_joints, hold_to_length, labelled_rows, present_hands
 from trainers.pretrain_collator import JalaPretrainCollator
 from trainers.quickstart import EVAL_CLIPS
 
@@ -109,14 +111,14 @@ def hand_states(
 
 
 def probe_features(
-    model: JalaForMotionPretraining, processor: JalaProcessor, rows: list[dict], batch_size: int = 8
+    rows: list[dict], states: list[dict[int, np.ndarray]]
 ) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
     """(M, len(PROBED_CHUNKS) * H) features of every (clip, acting hand with a target), and its answers."""
     features, answers = [], []
-    for row, states in zip(rows, hand_states(model, processor, rows, PROBED_CHUNKS, batch_size), strict=True):
+    for row, hands in zip(rows, states, strict=True):
         for hand, answer in hand_targets(row).items():
-            if hand in states:
-                features.append(states[hand])
+            if hand in hands:
+                features.append(hands[hand])
                 answers.append(answer)
     return np.asarray(features, np.float64), answers
 
@@ -189,13 +191,90 @@ def cross_validated_strength(
     return min(scores, key=scores.get)
 
 
+def out_of_fold(x: np.ndarray, y: np.ndarray, strength: float, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Each training sample's ridge prediction from a fit on the other folds: estimates as a probe would give them
+    on clips it never saw, for a reader fitted on the training clips."""
+    order = np.random.default_rng(seed).permutation(len(x))
+    predicted = np.zeros_like(y)
+    for part in np.array_split(order, min(folds, len(x))):
+        keep = np.setdiff1d(order, part)
+        predicted[part] = fit_ridge(x[keep], y[keep], strength)(x[part])
+    return predicted
+
+
+def probed_positions(
+    train_rows: list[dict],
+    train_states: list[dict[int, np.ndarray]],
+    test_rows: list[dict],
+    test_states: list[dict[int, np.ndarray]],
+) -> tuple[dict, dict]:
+    """(row index, hand) -> {"start", "target"} positions as ridge probes of h estimate them (out of fold on the
+    training clips, fitted on all of them for the held-out ones); "target" only for hands with a target."""
+    known: tuple[dict, dict] = ({}, {})
+    for name in ("start", "target"):
+        samples: tuple[list, list] = ([], [])
+        for side, (rows, states) in enumerate(((train_rows, train_states), (test_rows, test_states))):
+            for index, (row, hands) in enumerate(zip(rows, states, strict=True)):
+                scene = json.loads(row["scene"])
+                for hand, state in hands.items():
+                    position = getattr(hand_scene_positions(scene, HANDS[hand]), name)
+                    if position is not None:
+                        samples[side].append(((index, hand), state, position))
+        x, y = (np.asarray([sample[k] for sample in samples[0]], np.float64) for k in (1, 2))
+        strength = cross_validated_strength(x, y)
+        test_x = np.asarray([sample[1] for sample in samples[1]], np.float64)
+        estimates = (out_of_fold(x, y, strength), fit_ridge(x, y, strength)(test_x))
+        for side in (0, 1):
+            for (key, _, _), estimate in zip(samples[side], estimates[side], strict=True):
+                known[side].setdefault(key, {})[name] = estimate
+    return known
+
+
+def facts_reader(
+    train_rows: list[dict],
+    train_states: list[dict[int, np.ndarray]],
+    test_rows: list[dict],
+    test_states: list[dict[int, np.ndarray]],
+    frames: int = CHUNK_FRAMES * len(TRAJECTORY_CHUNKS),
+) -> dict[str, dict[str, float]]:
+    """The ceiling reader of every scene fact (`motion_ceilings`, test_lab) fed with the start and target positions
+    as h carries them instead of the truth: what the facts in h are worth for the motion, beside the same reader of
+    the true facts and the mean motion on the same hands (mean over hand sequences, mm ± SE)."""
+    known_train, known_test = probed_positions(train_rows, train_states, test_rows, test_states)
+    only_target = (
+        {k: {"target": v["target"]} for k, v in known.items() if "target" in v} for known in (known_train, known_test)
+    )
+    families = fact_families(train_rows)
+    all_facts = FACT_SETS["all facts"]
+    readers = {
+        "true facts": (None, None),
+        "start and target from h": (known_train, known_test),
+        "true start, target from h": tuple(only_target),
+    }
+    result = {}
+    for name, (train_known, test_known) in readers.items():
+        errors, keys = reader_errors(train_rows, test_rows, all_facts, families, frames, 0.0, train_known, test_known)
+        result[name] = summary_mm(np.asarray(errors) / 1000)
+    mean = MeanMotionBaseline.fit(train_rows)
+    mean_errors = []
+    for index, hand in keys:
+        truth = clip_joints(test_rows[index])[:frames, hand]
+        mean_errors.append(mpjpe_mm(mean.predict(test_rows[index], hand, len(truth)), truth) / 1000)
+    result["mean motion"] = summary_mm(np.asarray(mean_errors))
+    return result
+
+
 def probe_model(
     folder: str, dataset: str, eval_clips: int, train_clips: int, trajectory: bool = True
 ) -> dict[str, Any]:
     model = JalaForMotionPretraining.from_pretrained(folder).eval()
     processor = JalaProcessor.from_pretrained(folder)
-    train_x, train_answers = probe_features(model, processor, labelled_rows(dataset, "train", train_clips, "lab"))
-    test_x, test_answers = probe_features(model, processor, labelled_rows(dataset, "test_lab", eval_clips))
+    train_rows = labelled_rows(dataset, "train", train_clips, "lab")
+    test_rows = labelled_rows(dataset, "test_lab", eval_clips)
+    train_states = hand_states(model, processor, train_rows, PROBED_CHUNKS)
+    test_states = hand_states(model, processor, test_rows, PROBED_CHUNKS)
+    train_x, train_answers = probe_features(train_rows, train_states)
+    test_x, test_answers = probe_features(test_rows, test_states)
     train_y = np.stack([answer["target"] for answer in train_answers])
     test_y = np.stack([answer["target"] for answer in test_answers])
     strength = cross_validated_strength(train_x, train_y)
@@ -206,8 +285,8 @@ def probe_model(
         guesses = np.stack([answer[name] for answer in test_answers])
         result[f"{name} (reads the scene)"] = summary_mm(np.linalg.norm(guesses - test_y, axis=1))
     result["queries"] = {"train": len(train_y), "test_lab": len(test_y)}
+    result["facts from h"] = facts_reader(train_rows, train_states, test_rows, test_states)
     if trajectory:
-        train_rows = labelled_rows(dataset, "train", train_clips, "lab")
         read_h, result["trajectory_ridge_strength"] = trajectory_probe(model, processor, train_rows)
         predictors: dict[str, Predictor] = {
             "ridge of h": read_h,
@@ -247,6 +326,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cells = [result[key] for key in ("probe of h", "training targets' mean")]
         cells += [result[f"{name} (reads the scene)"] for name in ("frame objects", "nearest object")]
         lines.append(f"| {folder} | " + " | ".join(f"{c['mm']:.1f} ± {c['se_mm']:.1f}" for c in cells) + " |")
+    names = ("true facts", "start and target from h", "true start, target from h", "mean motion")
+    lines += [
+        "",
+        "| model | ceiling reader: " + " | ".join(names) + " (test_lab MPJPE, mm) |",
+        "|---|---|---|---|---|",
+    ]
+    for folder, result in results.items():
+        cells = [
+            f"{result['facts from h'][name]['mm']:.1f} ± {result['facts from h'][name]['se_mm']:.1f}" for name in names
+        ]
+        lines.append(f"| {folder} | " + " | ".join(cells) + " |")
     if not args.no_trajectory:
         lines += ["", "| model | split | " + " | ".join(TRAJECTORY_ROWS) + " (MPJPE, mm) |", "|---|---|---|---|---|"]
         for folder, result in results.items():

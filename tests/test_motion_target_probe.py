@@ -50,6 +50,18 @@ def test_the_ridge_recovers_a_linear_answer_with_the_weakest_strength() -> None:
     np.testing.assert_allclose(predicted, y[:5], atol=0.05)
 
 
+def test_out_of_fold_estimates_never_see_their_own_answer() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(100, 4))
+    y = x @ rng.normal(size=(4, 3))
+    np.testing.assert_allclose(probe.out_of_fold(x, y, 1e-3), y, atol=1e-3)
+    # One private feature per sample: a fit that saw the sample returns its answer, out of fold it cannot.
+    private = np.eye(50)
+    noise = rng.normal(size=(50, 3))
+    assert np.abs(probe.fit_ridge(private, noise, 1e-6)(private) - noise).max() < 1e-3
+    assert np.abs(probe.out_of_fold(private, noise, 1e-6) - noise.mean(0)).max() < 0.5
+
+
 @pytest.fixture(scope="module")
 def procedural_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.fixtures.unihand_factory import procedural_repo as build
@@ -85,6 +97,10 @@ def test_the_probe_runs_on_a_pretrained_folder(procedural_repo: Path, tmp_path: 
     for key in ("probe of h", "training targets' mean", "frame objects (reads the scene)"):
         assert np.isfinite(result[key]["mm"]) and result[key]["mm"] > 0
     assert json.loads(output.read_text()) == json.loads(json.dumps(results))
+    # The ceiling reader fed with h's estimates of the start and target, beside the same reader of the true facts.
+    facts = result["facts from h"]
+    assert set(facts) == {"true facts", "start and target from h", "true start, target from h", "mean motion"}
+    assert all(np.isfinite(value["mm"]) and value["mm"] > 0 for value in facts.values())
     # The motion probe: h's linear read-out, generation and the mean motion on the same clips, hands and frames; the
     # mean-motion row is the evaluation's own baseline.
     assert result["trajectory_ridge_strength"] in probe.RIDGE_STRENGTHS
