@@ -174,23 +174,6 @@ def point_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.linalg.norm(predicted - truth, axis=1)
 
 
-def cross_validated_strength(
-    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, error: Any = point_error
-) -> float:
-    """The ridge strength with the lowest mean `error` (per sample) over `folds` splits of the training set."""
-    order = np.random.default_rng(seed).permutation(len(x))
-    parts = np.array_split(order, min(folds, len(x)))
-    scores = {}
-    for strength in RIDGE_STRENGTHS:
-        errors = []
-        for part in parts:
-            keep = np.setdiff1d(order, part)
-            predict = fit_ridge(x[keep], y[keep], strength)
-            errors += list(error(predict(x[part]), y[part]))
-        scores[strength] = float(np.mean(errors))
-    return min(scores, key=scores.get)
-
-
 def out_of_fold(x: np.ndarray, y: np.ndarray, strength: float, folds: int = 5, seed: int = 0) -> np.ndarray:
     """Each training sample's ridge prediction from a fit on the other folds: estimates as a probe would give them
     on clips it never saw, for a reader fitted on the training clips."""
@@ -200,6 +183,16 @@ def out_of_fold(x: np.ndarray, y: np.ndarray, strength: float, folds: int = 5, s
         keep = np.setdiff1d(order, part)
         predicted[part] = fit_ridge(x[keep], y[keep], strength)(x[part])
     return predicted
+
+
+def cross_validated_strength(
+    x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int = 0, error: Any = point_error
+) -> float:
+    """The ridge strength with the lowest mean `error` (per sample) of its out-of-fold predictions."""
+    scores = {
+        strength: float(error(out_of_fold(x, y, strength, folds, seed), y).mean()) for strength in RIDGE_STRENGTHS
+    }
+    return min(scores, key=scores.get)
 
 
 def probed_positions(
