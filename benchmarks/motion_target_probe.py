@@ -35,9 +35,10 @@ from tqdm.auto import tqdm
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from motion_ceilings import FACT_SETS, fact_families, mpjpe_mm, reader_errors
+from motion_ceilings import FACT_SETS, fact_families, mean_motion_errors, reader_errors
 
 from dataset_scripts.collator import UniHandCollator
+from modeling_jala.hand_jala import NUM_JOINTS
 from modeling_jala.layout_jala import CHUNK_FRAMES, HANDS
 from modeling_jala.modeling_jala import JalaForMotionPretraining
 from modeling_jala.processing_jala import JalaProcessor
@@ -151,7 +152,7 @@ def trajectory_probe(
     ridge = fit_ridge(x, y, strength)
 
     def predict(rows: list[dict], batch: dict[str, Any], length: int) -> torch.Tensor:
-        output = torch.zeros(len(rows), len(HANDS), length, *clip_joints(rows[0]).shape[2:])
+        output = torch.zeros(len(rows), len(HANDS), length, NUM_JOINTS, 3)
         for b, states in enumerate(hand_states(model, processor, rows, TRAJECTORY_CHUNKS, show_progress=False)):
             for hand, state in states.items():
                 trajectory = ridge(with_hand(state, hand)[None])[0].reshape(frames, -1, 3)
@@ -248,12 +249,8 @@ def facts_reader(
     for name, (train_known, test_known) in readers.items():
         errors, keys = reader_errors(train_rows, test_rows, all_facts, families, frames, 0.0, train_known, test_known)
         result[name] = summary_mm(np.asarray(errors) / 1000)
-    mean = MeanMotionBaseline.fit(train_rows)
-    mean_errors = []
-    for index, hand in keys:
-        truth = clip_joints(test_rows[index])[:frames, hand]
-        mean_errors.append(mpjpe_mm(mean.predict(test_rows[index], hand, len(truth)), truth) / 1000)
-    result["mean motion"] = summary_mm(np.asarray(mean_errors))
+    mean_errors = mean_motion_errors(MeanMotionBaseline.fit(train_rows), test_rows, keys, frames)
+    result["mean motion"] = summary_mm(np.asarray(mean_errors) / 1000)
     return result
 
 

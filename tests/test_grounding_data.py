@@ -33,13 +33,14 @@ def test_instruction_targets_are_each_acting_hands_object() -> None:
     for index, obj in enumerate(scene["objects"]):
         obj["name"] = f"obj{index}"
     scene["motion"] = {"targets": {"right": "obj1", "left": "obj2"}}
-    left, right = grounding.instruction_target_queries("frame", "reach for both", scene)
+    objects = grounding.scene_queries("frame", scene)
+    left, right = grounding.instruction_target_queries(objects, "reach for both", scene)
     assert (left.hand, right.hand) == (0, 1)  # indices into HANDS = ("left", "right")
     np.testing.assert_allclose(left.position, [0, 0, 3])
     np.testing.assert_allclose(right.image_xy, [1.0, 1.0])
     assert left.text == right.text == "reach for both"
     scene["motion"] = {"targets": {"right": "obj1", "left": "missing"}}
-    assert [query.hand for query in grounding.instruction_target_queries("frame", "x", scene)] == [1]
+    assert [query.hand for query in grounding.instruction_target_queries(objects, "x", scene)] == [1]
 
 
 def test_grid_cells_are_row_major_and_clamped() -> None:

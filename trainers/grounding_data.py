@@ -79,10 +79,12 @@ def hand_scene_positions(scene: dict[str, Any], hand: str) -> HandScenePositions
     return HandScenePositions(start, named.get(scene["motion"]["targets"].get(hand)), objects, nearest)
 
 
-def instruction_target_queries(frame: Any, instruction: str, scene: dict[str, Any]) -> list[GroundingQuery]:
+def instruction_target_queries(
+    objects: Sequence[GroundingQuery], instruction: str, scene: dict[str, Any]
+) -> list[GroundingQuery]:
     """One query per hand the clip moves towards an object: the instruction as text, that hand's first target
-    (`scene["motion"]["targets"]`) as the answer."""
-    by_name = {obj["name"]: query for obj, query in zip(scene["objects"], scene_queries(frame, scene), strict=True)}
+    (`scene["motion"]["targets"]`) as the answer, taken from `objects` (the frame's `scene_queries`)."""
+    by_name = {obj["name"]: query for obj, query in zip(scene["objects"], objects, strict=True)}
     targets = scene.get("motion", {}).get("targets", {})
     return [
         by_name[targets[hand]]._replace(text=instruction, hand=index)
@@ -124,11 +126,11 @@ def render_scenes(
             for index in tqdm(range(number), desc=f"rendering {domain} scenes", unit="scene"):
                 spec = plan_clip_spec(options, index)
                 load_scene(renderer, spec)
-                frame = render_frame(renderer, spec, 0)
+                objects = scene_queries(render_frame(renderer, spec, 0), spec.scene)
                 if instruction_targets:
-                    scenes.append(instruction_target_queries(frame, spec.instruction, spec.scene))
+                    scenes.append(instruction_target_queries(objects, spec.instruction, spec.scene))
                 else:
-                    scenes.append(scene_queries(frame, spec.scene))
+                    scenes.append(objects)
     return [scene for scene in scenes if scene]
 
 
@@ -153,8 +155,8 @@ def held_out_targets_and_objects(
             )
         scene = json.loads(row["scene"])
         if scene["objects"]:
-            targets.append(instruction_target_queries(row["first_frame"], row["instruction"], scene))
             objects.append(scene_queries(row["first_frame"], scene))
+            targets.append(instruction_target_queries(objects[-1], row["instruction"], scene))
     return targets, objects
 
 

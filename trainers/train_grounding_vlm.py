@@ -239,8 +239,8 @@ def query_text(query: GroundingQuery, rng: np.random.Generator | None = None) ->
 
 
 class QuerySampler:
-    """Batches of referring queries: one random object of each of `batch_size` random scenes, named by a random
-    synonym."""
+    """Batches of queries: one random query of each of `batch_size` random scenes, prompted by its instruction or
+    (a referring query) by a phrase with a random synonym."""
 
     def __init__(self, scenes: list[list[GroundingQuery]], batch_size: int, seed: int) -> None:
         self.scenes = scenes
